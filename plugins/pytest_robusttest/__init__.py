@@ -1,0 +1,1 @@
+"""pytest plugin for robusttest (thin adapter over the library)."""
