@@ -64,7 +64,9 @@ def check_range(
         raise ConfigError(f"{name}: {value!r} is not a number") from None
     lo_b = "(" if low_open else "["
     hi_b = ")" if high_open else "]"
-    interval = f"{lo_b}{'-inf' if low is None else low:g}, {'inf' if high is None else high:g}{hi_b}"
+    lo_s = "-inf" if low is None else f"{low:g}"
+    hi_s = "inf" if high is None else f"{high:g}"
+    interval = f"{lo_b}{lo_s}, {hi_s}{hi_b}"
     bad = v != v  # NaN
     if low is not None and (v < low or (low_open and v == low)):
         bad = True

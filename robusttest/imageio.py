@@ -44,7 +44,9 @@ def _to_unit(arr: np.ndarray, path: Path) -> np.ndarray:
     elif np.issubdtype(arr.dtype, np.floating):
         out = arr.astype(np.float32)
         if not np.isfinite(out).all():
-            raise InputError(f"{path}: image contains NaN or infinite pixels; clean or re-export it")
+            raise InputError(
+                f"{path}: image contains NaN or infinite pixels; clean or re-export it"
+            )
         lo, hi = float(out.min()), float(out.max())
         if lo < 0.0 or hi > 1.0:
             raise InputError(
@@ -71,14 +73,19 @@ def _read_dicom(path: Path) -> DecodedImage:
         ds = pydicom.dcmread(str(path))
         raw = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for corrupt files
-        raise DataError(f"{path}: cannot decode DICOM ({exc}); re-export or remove the file") from None
+        raise DataError(
+            f"{path}: cannot decode DICOM ({exc}); re-export or remove the file"
+        ) from None
     arr = raw.astype(np.float64)
     slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
     intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
     arr = arr * slope + intercept
     bits = int(getattr(ds, "BitsStored", 0) or 0)
     if bits and slope == 1.0 and intercept == 0.0:
-        lo, hi = 0.0, float(2**bits - 1)
+        if int(getattr(ds, "PixelRepresentation", 0) or 0) == 1:  # signed: two's complement
+            lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+        else:
+            lo, hi = 0.0, float(2**bits - 1)
     else:
         lo, hi = float(arr.min()), float(arr.max())
     arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
@@ -132,7 +139,9 @@ def read_image(path: str | Path) -> DecodedImage:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if _looks_like_dicom(p):
             return _read_dicom(p)
-        raise DataError(f"{p}: cannot decode image ({exc}); the file may be truncated or not an image") from None
+        raise DataError(
+            f"{p}: cannot decode image ({exc}); the file may be truncated or not an image"
+        ) from None
     return DecodedImage(_to_unit(arr, p), None)
 
 

@@ -1,0 +1,195 @@
+"""The ``robusttest`` command line.
+
+Errors from the library (``RobustTestError``) are printed as one line on stderr and the
+command exits with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from robusttest.errors import ConfigError, RobustTestError
+from robusttest.fsutil import atomic_write_bytes
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, float | str]:
+    out: dict[str, float | str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"--param {item!r}: expected KEY=VALUE, e.g. --param variant=resample"
+            )
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+# --- noise -------------------------------------------------------------------------------
+def _cmd_noise_list(args: argparse.Namespace) -> int:
+    from robusttest import noise
+
+    for fam in noise.iter_families():
+        print(f"{fam.name}: {fam.summary}")
+        for which, levels in fam.ladders.items():
+            print(f"  {which:8s} {fam.level_param} = {', '.join(f'{v:g}' for v in levels)}")
+    return 0
+
+
+def _cmd_noise_apply(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from robusttest.imageio import read_image
+    from robusttest.noise import NoiseSpec
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".npy":
+        raise ConfigError(f"--out {out}: must end in .npy (a float32 array in [0, 1] is written)")
+    spec = NoiseSpec(args.noise, args.level, _parse_params(args.param))
+    img = read_image(args.image)
+    spacing = args.pixel_spacing if args.pixel_spacing is not None else img.pixel_spacing_mm
+    image_id = args.image_id or Path(args.image).stem
+    noisy = spec.apply(
+        img.pixels,
+        seed=args.seed,
+        image_ids=[image_id],
+        repeat=args.repeat,
+        pixel_spacing_mm=spacing,
+    )
+    arr = noisy.numpy().astype(np.float32)
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    meta: dict[str, Any] = {
+        "image": str(args.image),
+        "image_id": image_id,
+        "shape": list(arr.shape),
+        "seed": args.seed,
+        "repeat": args.repeat,
+        "pixel_spacing_source": (
+            "--pixel-spacing"
+            if args.pixel_spacing is not None
+            else ("file" if img.pixel_spacing_mm is not None else "assumed 430 mm field of view")
+        ),
+        **spec.describe(spacing, arr.shape[-2:]),
+    }
+    atomic_write_bytes(out, buf.getvalue())
+    atomic_write_bytes(out.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+def _cmd_noise_preview(args: argparse.Namespace) -> int:
+    from robusttest.imageio import read_image
+    from robusttest.noise import ladder
+    from robusttest.preview import noise_ladder_grid
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {out}: must end in .png")
+    img = read_image(args.image)
+    spacing = args.pixel_spacing if args.pixel_spacing is not None else img.pixel_spacing_mm
+    specs = ladder(args.noise, args.ladder, **_parse_params(args.param))
+    png = noise_ladder_grid(
+        img.pixels,
+        specs,
+        image_id=Path(args.image).stem,
+        seed=args.seed,
+        pixel_spacing_mm=spacing,
+        title=Path(args.image).name,
+    )
+    atomic_write_bytes(out, png)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robusttest",
+        description="How a chest X-ray model behaves under radiographic noise.",
+    )
+    from robusttest import __version__
+
+    parser.add_argument("--version", action="version", version=f"robusttest {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    noise = sub.add_parser("noise", help="inspect and apply noise families")
+    nsub = noise.add_subparsers(dest="noise_command", metavar="ACTION")
+    nsub.required = True
+
+    p_list = nsub.add_parser("list", help="list noise families and their ladders")
+    p_list.set_defaults(func=_cmd_noise_list)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("image", help="PNG, 16-bit PNG, TIFF, .npy or DICOM radiograph")
+        p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+        p.add_argument(
+            "--pixel-spacing",
+            type=float,
+            default=None,
+            metavar="MM",
+            help="pixel spacing of the image in mm (default: from DICOM, else a 430 mm field of view)",
+        )
+        p.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="family parameter, e.g. variant=resample, sigma_e=5, n0=2000 (repeatable)",
+        )
+
+    p_apply = nsub.add_parser("apply", help="write a noisy copy of an image as float32 .npy")
+    common(p_apply)
+    p_apply.add_argument(
+        "--noise", required=True, help="noise family (see `robusttest noise list`)"
+    )
+    p_apply.add_argument("--level", required=True, type=float, help="dose / sigma / rate / sigma_e")
+    p_apply.add_argument("--repeat", type=int, default=0, help="noise repeat index (default 0)")
+    p_apply.add_argument(
+        "--image-id", default=None, help="id keying the noise (default: file stem)"
+    )
+    p_apply.add_argument("--out", required=True, help="OUT.npy; OUT.json gets the parameters used")
+    p_apply.set_defaults(func=_cmd_noise_apply)
+
+    p_prev = nsub.add_parser("preview", help="PNG grid: clean and every ladder level, with insets")
+    common(p_prev)
+    p_prev.add_argument("--noise", default="quantum", help="noise family (default quantum)")
+    p_prev.add_argument("--ladder", default="default", help="ladder name (default, stress)")
+    p_prev.add_argument("--out", required=True, help="FILE.png")
+    p_prev.set_defaults(func=_cmd_noise_preview)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Later layers (run, report, compare, suite, zoo) add their subcommands here.
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RobustTestError as exc:
+        print(f"robusttest: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robusttest: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,774 @@
+"""Runs a suite: data → noise → model → per-image metrics → paired statistics → RunResult.
+
+Each image is decoded once. A batch of same-sized images is moved to the model's device
+once; its clean pass and every (condition, repeat) are computed from that one tensor, the
+noise generated on the device itself. Per-image outputs stream into records; memory stays
+bounded by the batch (plus the records, a few numbers per image and condition).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import platform
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robusttest import __version__
+from robusttest import metrics as M
+from robusttest import stats as S
+from robusttest.cache import OutputCache, context_key, default_cache_dir
+from robusttest.data import Dataset, Sample, open_dataset
+from robusttest.errors import ConfigError, DataError, ModelError, RobustTestError
+from robusttest.models import ModelRunner, load_model, postprocess, preprocess
+from robusttest.models.runner import check_outputs
+from robusttest.noise import NoiseSpec, severity_name
+from robusttest.results import CLEAN, CaseResult, GalleryItem, ImageRecord, RunResult
+from robusttest.suite import DEFAULT_SUITE_FOR_TASK, CaseSpec, Suite, load_suite
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to run (never what is computed: results do not depend on these)."""
+
+    batch_size: int = 16
+    workers: int = 2
+    device: str = "auto"
+    threads: int | None = None
+    cache: bool = True
+    cache_dir: Path | None = None
+    progress: bool | None = None  # None: a bar only when stderr is a terminal
+    gallery: int = 3  # sample images shown per condition (plus the worst case)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: {self.batch_size} is not >= 1")
+        if self.workers < 0:
+            raise ConfigError(f"workers: {self.workers} is not >= 0")
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """What one evaluation computes per image."""
+
+    task: str  # "segmentation" | "classification"
+    targets: tuple[str, ...]  # structures (seg) or labels (cls) scored per image
+    case_targets: tuple[str, ...]  # targets that get cases of their own (plus pairwise tasks)
+    metrics: tuple[str, ...]
+    pairwise: tuple[tuple[str, str], ...]
+    channel_index: Mapping[str, int]  # target -> output channel of the model
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _same_shape_batches(samples: Iterator[Sample], size: int) -> Iterator[list[Sample]]:
+    batch: list[Sample] = []
+    for s in samples:
+        if batch and (len(batch) >= size or s.image.shape != batch[0].image.shape):
+            yield batch
+            batch = []
+        batch.append(s)
+    if batch:
+        yield batch
+
+
+def plan_task(suite: Suite, runner: ModelRunner, dataset: Dataset) -> TaskPlan:
+    """Check that model, suite and data fit together; decide the targets."""
+    card = runner.card
+    if card.task != suite.task:
+        raise ModelError(
+            f"{runner.path}: the model card says task {card.task!r} but suite {suite.name!r} "
+            f"is a {suite.task} suite; choose a {card.task} suite "
+            f"(e.g. --suite {DEFAULT_SUITE_FOR_TASK[card.task]})"
+        )
+    if dataset.task != suite.task:
+        raise ConfigError(
+            f"suite {suite.name!r}: data adapter {dataset.name!r} provides {dataset.task} "
+            f"targets, but the suite's task is {suite.task}"
+        )
+    if suite.task == "segmentation":
+        model_names, data_names, what = card.structures, dataset.structures, "structure"
+    else:
+        model_names, data_names, what = card.labels, dataset.labels, "label"
+    index = {n: i for i, n in enumerate(model_names)}
+    if suite.targets is not None:
+        targets = suite.targets
+        for t in targets:
+            if t not in index:
+                raise ConfigError(
+                    f"suite {suite.name!r}: target {t!r} is not a {what} of the model "
+                    f"({', '.join(model_names)})"
+                )
+            if t not in data_names:
+                raise ConfigError(
+                    f"suite {suite.name!r}: target {t!r} is not a {what} of dataset "
+                    f"{dataset.name!r} ({', '.join(data_names)})"
+                )
+    else:
+        targets = tuple(n for n in model_names if n in data_names)
+        if not targets and not suite.pairwise:
+            raise ConfigError(
+                f"model {runner.path.name} ({what}s {', '.join(model_names)}) and dataset "
+                f"{dataset.name!r} ({what}s {', '.join(data_names)}) share no {what}; "
+                "set `targets:` in the suite, or the model's names with a `model:` override"
+            )
+    for a, b in suite.pairwise:
+        for lab in (a, b):
+            if lab not in index or lab not in data_names:
+                raise ConfigError(
+                    f"suite {suite.name!r}: pairwise label {lab!r} must be a label of both the "
+                    f"model ({', '.join(model_names)}) and the data ({', '.join(data_names)})"
+                )
+    scored = tuple(dict.fromkeys([*targets, *(x for p in suite.pairwise for x in p)]))
+    return TaskPlan(
+        task=suite.task,
+        targets=scored,
+        case_targets=tuple(targets),
+        metrics=suite.metrics,
+        pairwise=suite.pairwise,
+        channel_index={t: index[t] for t in scored},
+    )
+
+
+class Evaluator:
+    """One model on one dataset under one suite's conditions."""
+
+    def __init__(
+        self, runner: ModelRunner, dataset: Dataset, suite: Suite, options: EngineOptions
+    ) -> None:
+        self.runner = runner
+        self.dataset = dataset
+        self.suite = suite
+        self.options = options
+        self.plan = plan_task(suite, runner, dataset)
+        self.device = torch.device(runner.device)
+        self.conditions: list[tuple[str, NoiseSpec | None, int]] = [(CLEAN, None, 0)]
+        for spec in suite.noise:
+            for r in range(suite.repeats):
+                self.conditions.append((spec.slug, spec, r))
+        self._context: dict[str, str] = {}
+
+    # --- per-image outputs --------------------------------------------------------------
+    def infer(self, x: torch.Tensor, ids: Sequence[str]) -> torch.Tensor:
+        """x: N×H×W in [0, 1] on the device → probabilities (N×T×H×W or N×T) on the device."""
+        card = self.runner.card
+        raw = self.runner(preprocess(x.unsqueeze(1), card))
+        check_outputs(raw, ids, source=self.runner.path)
+        out_size = (x.shape[-2], x.shape[-1]) if card.task == "segmentation" else None
+        probs = postprocess(raw, card, out_size=out_size)
+        idx = [self.plan.channel_index[t] for t in self.plan.targets]
+        return probs[:, idx]
+
+    def score(
+        self, probs: torch.Tensor, batch: Sequence[Sample]
+    ) -> list[tuple[dict[str, float], dict[str, int]]]:
+        """Per-image metric values (segmentation) or scores (classification)."""
+        p = probs.float().cpu().numpy()
+        out: list[tuple[dict[str, float], dict[str, int]]] = [({}, {}) for _ in batch]
+        if self.plan.task == "classification":
+            for i, s in enumerate(batch):
+                labels = s.labels or {}
+                for j, t in enumerate(self.plan.targets):
+                    out[i][0][f"score/{t}"] = float(p[i, j])
+                    out[i][1][t] = int(labels.get(t, 0))
+            return out
+        pred = np.asarray(M.binarize(p, self.suite.threshold))
+        for j, t in enumerate(self.plan.targets):
+            truth = np.stack([np.asarray((s.masks or {})[t], dtype=bool) for s in batch])
+            pj = pred[:, j]
+            spacing = [s.pixel_spacing_mm or 1.0 for s in batch]
+            for metric in self.plan.metrics:
+                if metric == "dice":
+                    vals = M.dice(pj, truth)
+                elif metric == "iou":
+                    vals = M.iou(pj, truth)
+                elif metric == "hd95":
+                    vals = M.hd95(pj, truth, spacing_mm=spacing)
+                else:  # the suite validated the names
+                    raise ConfigError(f"metric {metric!r} is not a segmentation metric")
+                for i in range(len(batch)):
+                    out[i][0][f"{metric}/{t}"] = float(vals[i])
+        return out
+
+    # --- the main loop --------------------------------------------------------------------
+    def context(self, condition: str, spec: NoiseSpec | None) -> str:
+        if condition not in self._context:
+            self._context[condition] = context_key(
+                {
+                    "model": self.runner.sha256,
+                    "card": self.runner.card.to_dict(),
+                    "data": self.dataset.manifest_hash(),
+                    "task": self.plan.task,
+                    "targets": list(self.plan.targets),
+                    "metrics": list(self.plan.metrics),
+                    "threshold": self.suite.threshold,
+                    "seed": self.suite.seed,
+                    "noise": None
+                    if spec is None
+                    else {"name": spec.name, "level": spec.level, "params": dict(spec.params)},
+                }
+            )
+        return self._context[condition]
+
+    def records(self, progress: ProgressFn | None = None) -> Iterator[ImageRecord]:
+        """Stream per-image records, every condition and repeat, batch by batch."""
+        opts = self.options
+        cache = OutputCache(opts.cache_dir or default_cache_dir()) if opts.cache else None
+        try:
+            samples = self.dataset.iter_samples(
+                workers=opts.workers, on_bad_image=self.suite.data.on_bad_image
+            )
+            for batch in _same_shape_batches(samples, opts.batch_size):
+                yield from self._batch_records(batch, cache)
+                if progress is not None:
+                    progress(len(batch))
+        finally:
+            if cache is not None:
+                cache.close()
+
+    def _batch_records(
+        self, batch: list[Sample], cache: OutputCache | None
+    ) -> Iterator[ImageRecord]:
+        ids = [s.image_id for s in batch]
+        x: torch.Tensor | None = None
+        spacing = [s.pixel_spacing_mm for s in batch]
+        for condition, spec, repeat in self.conditions:
+            ctx = self.context(condition, spec)
+            got = cache.get_many(ctx, condition, repeat, ids) if cache is not None else {}
+            if len(got) == len(ids):
+                scored = [(got[i]["values"], got[i]["targets"]) for i in ids]
+            else:
+                if x is None:
+                    x = torch.from_numpy(np.stack([s.image for s in batch])).to(self.device)
+                xin = (
+                    x
+                    if spec is None
+                    else spec.apply(
+                        x,
+                        seed=self.suite.seed,
+                        image_ids=ids,
+                        repeat=repeat,
+                        pixel_spacing_mm=spacing,
+                    )
+                )
+                with torch.inference_mode():
+                    probs = self.infer(xin, ids)
+                scored = self.score(probs, batch)
+                if cache is not None:
+                    cache.put_many(
+                        ctx,
+                        condition,
+                        repeat,
+                        (
+                            (i, {"values": v, "targets": t})
+                            for i, (v, t) in zip(ids, scored, strict=True)
+                        ),
+                    )
+            for s, (values, targets) in zip(batch, scored, strict=True):
+                yield ImageRecord(
+                    task=self.suite.name,
+                    image_id=s.image_id,
+                    patient_id=s.patient_id,
+                    condition=condition,
+                    repeat=repeat,
+                    values=values,
+                    targets=targets,
+                )
+
+    # --- gallery ----------------------------------------------------------------------------
+    def gallery(self, records: Sequence[ImageRecord]) -> list[GalleryItem]:
+        """Thumbnails of a few images at every condition, plus the worst case per condition.
+
+        Runs after the main pass on a handful of images: noise is keyed per image, so the
+        re-computed noisy image is identical to the one evaluated.
+        """
+        from robusttest.gallery import image_png, overlay_png
+
+        n_show = self.options.gallery
+        if n_show <= 0:
+            return []
+        seg = self.plan.task == "segmentation"
+        target = self.plan.targets[0] if self.plan.targets else None
+        key = f"{self.plan.metrics[0]}/{target}" if seg else None
+        hib = M.get_metric(self.plan.metrics[0]).higher_is_better if seg else True
+        ids_sorted = sorted({r.image_id for r in records})
+        wanted: dict[str, list[tuple[str, str]]] = defaultdict(list)  # image -> (condition, kind)
+        for cond in self.suite.conditions:
+            for image_id in ids_sorted[:n_show]:
+                wanted[image_id].append((cond, "sample"))
+            if seg and key is not None and cond != CLEAN:
+                vals = [
+                    (r.values.get(key, math.nan), r.image_id)
+                    for r in records
+                    if r.condition == cond and r.repeat == 0
+                ]
+                vals = [v for v in vals if not math.isnan(v[0])]
+                if vals:
+                    worst = min(vals) if hib else max(vals)
+                    wanted[worst[1]].append((cond, "worst"))
+        by_id = {r.image_id: r for r in self.dataset.records}
+        value_of = {
+            (r.image_id, r.condition): r.values.get(key, math.nan) if key else math.nan
+            for r in records
+            if r.repeat == 0
+        }
+        items: list[GalleryItem] = []
+        for image_id in sorted(wanted):
+            sample = self.dataset.load(by_id[image_id])
+            x = torch.from_numpy(sample.image[None]).to(self.device)
+            for cond, kind in wanted[image_id]:
+                spec = self.suite.noise_spec(cond)
+                xin = (
+                    x
+                    if spec is None
+                    else spec.apply(
+                        x,
+                        seed=self.suite.seed,
+                        image_ids=[image_id],
+                        repeat=0,
+                        pixel_spacing_mm=[sample.pixel_spacing_mm],
+                    )
+                )
+                with torch.inference_mode():
+                    probs = self.infer(xin, [image_id])
+                img = xin[0].float().cpu().numpy()
+                v = value_of.get((image_id, cond), math.nan)
+                if seg and target is not None:
+                    pred = np.asarray(M.binarize(probs[0, 0].cpu().numpy(), self.suite.threshold))
+                    truth = (sample.masks or {}).get(target)
+                    overlay = overlay_png(img, pred, truth)
+                    caption = f"{image_id} · {cond} · {self.plan.metrics[0]} {v:.3f}"
+                else:
+                    overlay = ""
+                    scores = ", ".join(
+                        f"{t} {float(probs[0, j]):.2f}" for j, t in enumerate(self.plan.targets[:4])
+                    )
+                    caption = f"{image_id} · {cond} · {scores}"
+                items.append(
+                    GalleryItem(
+                        task=self.suite.name,
+                        image_id=image_id,
+                        condition=cond,
+                        kind=kind,  # type: ignore[arg-type]
+                        value=None if math.isnan(v) else v,
+                        image_png=image_png(img),
+                        overlay_png=overlay,
+                        caption=caption,
+                    )
+                )
+        return items
+
+
+# --- statistics per case ---------------------------------------------------------------------
+def _arrays(
+    records: Sequence[ImageRecord], key: str, condition: str, repeats: int
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Image ids, patient ids and an N×K matrix of one value under one condition."""
+    ids: dict[str, int] = {}
+    pids: list[str] = []
+    rows: dict[int, dict[int, float]] = defaultdict(dict)
+    for r in records:
+        if r.condition != condition:
+            continue
+        if r.image_id not in ids:
+            ids[r.image_id] = len(ids)
+            pids.append(r.patient_id)
+        rows[ids[r.image_id]][r.repeat] = r.values.get(key, math.nan)
+    mat = np.full((len(ids), repeats), math.nan)
+    for i, per in rows.items():
+        for k, v in per.items():
+            if k < repeats:
+                mat[i, k] = v
+    return list(ids), pids, mat
+
+
+def _targets(records: Sequence[ImageRecord], label: str) -> dict[str, int]:
+    return {r.image_id: int(r.targets.get(label, 0)) for r in records if r.condition == CLEAN}
+
+
+def _verdict(case: CaseSpec, boot: S.BootstrapResult, metric: str) -> tuple[str, str]:
+    if case.gate is None:
+        ctx = f"[{case.condition}]"
+        if math.isnan(boot.estimate) and case.condition != CLEAN:
+            return "no-gate", f"{metric} {case.target} {ctx}: undefined ({boot.reason})"
+        return "no-gate", (
+            f"{metric} {case.target} {ctx}: clean {boot.clean:.4g}, noisy {boot.noisy:.4g}, "
+            f"drop {boot.estimate:.4g} [{boot.ci:.0%} CI {boot.ci_low:.4g}, {boot.ci_high:.4g}], "
+            f"n={boot.n}; no gate"
+        )
+    msgs = []
+    ok = True
+    gate = case.gate
+    for kind in ("min", "max_drop", "max_relative_drop"):
+        limit = getattr(gate, kind)
+        if limit is None:
+            continue
+        v = S.judge_bootstrap(
+            kind,
+            limit,
+            boot,
+            gate.on,
+            metric=f"{metric} {case.target}",
+            context=f"[{case.condition}]",
+        )
+        ok = ok and v.passed
+        msgs.append(v.explanation)
+    return ("pass" if ok else "fail"), "; ".join(msgs)
+
+
+def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> list[CaseResult]:
+    """Per-case statistics and verdicts, Holm-adjusted p-values across the grid."""
+    results: list[CaseResult] = []
+    pairs = {f"{a}-vs-{b}": (a, b) for a, b in plan.pairwise}
+    specs = suite.cases([*plan.case_targets, *pairs])
+    clean_cache: dict[str, Any] = {}
+    for cs in specs:
+        K = 1 if cs.condition == CLEAN else suite.repeats
+        boot_kw = {"n_resamples": suite.resamples, "seed": suite.seed, "ci": suite.ci}
+        p_value: float | None = None
+        test: str | None = None
+        if plan.task == "segmentation":
+            key = f"{cs.metric}/{cs.target}"
+            hib = M.get_metric(cs.metric).higher_is_better
+            if key not in clean_cache:
+                clean_cache[key] = _arrays(records, key, CLEAN, 1)
+            ids, pids, clean = clean_cache[key]
+            c_ids, _, noisy_m = _arrays(records, key, cs.condition, K)
+            order = {i: n for n, i in enumerate(c_ids)}
+            noisy = S.average_repeats(noisy_m[[order[i] for i in ids]])
+            cvec = clean[:, 0]
+            boot = S.paired_bootstrap(cvec, noisy, pids, higher_is_better=hib, **boot_kw)
+            if cs.condition != CLEAN:
+                w = S.wilcoxon_paired(cvec, noisy)
+                p_value, test = w.p_value, "wilcoxon"
+        else:
+            boot, p_value, test = _auroc_case(records, cs, pairs.get(cs.target), K, boot_kw)
+            hib = True
+        verdict, message = _verdict(cs, boot, cs.metric)
+        spec = cs.noise
+        results.append(
+            CaseResult(
+                case_id=cs.case_id,
+                task=suite.name,
+                metric=cs.metric,
+                target=cs.target,
+                condition=cs.condition,
+                noise=spec.name if spec else None,
+                level=spec.level if spec else None,
+                severity=severity_name(spec.name, spec.level) if spec else None,
+                higher_is_better=hib,
+                clean=boot.clean,
+                noisy=boot.noisy,
+                drop=boot.estimate,
+                ci_low=boot.ci_low,
+                ci_high=boot.ci_high,
+                noisy_ci_low=boot.noisy_ci_low,
+                noisy_ci_high=boot.noisy_ci_high,
+                relative_drop=boot.relative,
+                p_value=None if p_value is None or math.isnan(p_value) else float(p_value),
+                p_adjusted=None,
+                test=test,
+                n=boot.n,
+                n_patients=boot.n_groups,
+                repeats=K,
+                gate=cs.gate,
+                verdict=verdict,  # type: ignore[arg-type]
+                message=message,
+                reason=boot.reason,
+            )
+        )
+    # Holm across every noisy case of the grid that has a p-value
+    idx = [i for i, r in enumerate(results) if r.p_value is not None]
+    if idx:
+        adj = S.holm([results[i].p_value for i in idx])  # type: ignore[misc]
+        from dataclasses import replace
+
+        for i, a in zip(idx, adj, strict=True):
+            results[i] = replace(results[i], p_adjusted=float(a))
+    return results
+
+
+def _auroc_case(
+    records: Sequence[ImageRecord],
+    cs: CaseSpec,
+    pair: tuple[str, str] | None,
+    K: int,
+    boot_kw: Mapping[str, Any],
+) -> tuple[S.BootstrapResult, float | None, str | None]:
+    """AUROC clean vs noisy for a label or a pairwise task; K repeats pooled."""
+    if pair is not None:
+        pos, neg = pair
+        labels = [pos, neg]
+    else:
+        pos, neg, labels = cs.target, "", [cs.target]
+    keys = [f"score/{lab}" for lab in labels]
+    ids, pids, _ = _arrays(records, keys[0], CLEAN, 1)
+    tg = _targets(records, labels[0])
+    tg2 = _targets(records, labels[1]) if len(labels) == 2 else {}
+    clean_s = np.stack([_arrays(records, k, CLEAN, 1)[2][:, 0] for k in keys], axis=1)
+    noisy_s = []
+    for k in keys:
+        c_ids, _, mat = _arrays(records, k, cs.condition, K)
+        order = {i: n for n, i in enumerate(c_ids)}
+        noisy_s.append(mat[[order[i] for i in ids]])
+    noisy = np.stack(noisy_s, axis=1)  # N×labels×K
+    if len(labels) == 2:
+        y2 = np.stack([[tg[i] for i in ids], [tg2[i] for i in ids]], axis=1)
+        task = M.pairwise_task(clean_s, y2, labels, positive=pos, negative=neg)
+        sel = np.asarray(task.subset_index)
+        y = np.asarray(task.targets)
+        s_clean = np.asarray(task.scores)
+        s_noisy = np.stack(
+            [
+                np.asarray(
+                    M.pairwise_task(noisy[:, :, k], y2, labels, positive=pos, negative=neg).scores
+                )
+                for k in range(K)
+            ],
+            axis=1,
+        )
+        groups = np.asarray(pids)[sel]
+    else:
+        y = np.asarray([tg[i] for i in ids])
+        s_clean = clean_s[:, 0]
+        s_noisy = noisy[:, 0, :]
+        groups = np.asarray(pids)
+    # Pool the K repeats: every repeat is a draw of the noisy scoring; the clean score is
+    # repeated alongside so AUROC(clean) is unchanged and the bootstrap keeps a patient's
+    # repeats together.
+    yk = np.tile(y, K)
+    ck = np.tile(s_clean, K)
+    nk = s_noisy.T.reshape(-1)
+    gk = np.tile(groups, K)
+    boot = S.paired_bootstrap_auroc(yk, ck, nk, gk, **boot_kw)
+    if cs.condition == CLEAN:
+        return boot, None, None
+    d = S.delong_paired(y, s_clean, s_noisy[:, 0])
+    return boot, d.p_value, "delong (repeat 0)"
+
+
+# --- public entry point ------------------------------------------------------------------------
+def _progress_bar(
+    total: int, enabled: bool | None, desc: str
+) -> tuple[ProgressFn | None, Callable[[], None]]:
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
+    return bar.update, bar.close
+
+
+def package_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "robusttest": __version__}
+    for pkg in ("torch", "numpy", "onnxruntime", "onnx", "scipy", "torchmetrics"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def resolve_suite(suite: str | Path | Suite | None, task: str) -> Suite:
+    if isinstance(suite, Suite):
+        return suite
+    if suite is None:
+        return load_suite(DEFAULT_SUITE_FOR_TASK[task], task)
+    return load_suite(suite, task)
+
+
+def open_suite_data(suite: Suite, data_root: str | Path | None) -> Dataset:
+    root = data_root if data_root is not None else suite.data.root
+    if root is not None:
+        raw = str(root)
+        root = os.path.expandvars(os.path.expanduser(raw))
+        if "$" in root:
+            raise ConfigError(
+                f"suite {suite.name!r}: data.root {raw!r} names an environment variable that is "
+                "not set; set it (e.g. ROBUSTTEST_DATA=/path/to/data) or pass --data ROOT"
+            )
+    opts = dict(suite.data.options)
+    if suite.data.limit is not None:
+        opts["limit"] = suite.data.limit
+    return open_dataset(suite.data.adapter, root, **opts)
+
+
+def evaluate(
+    runner: ModelRunner,
+    suite: Suite,
+    dataset: Dataset,
+    options: EngineOptions | None = None,
+) -> RunResult:
+    """Evaluate an already loaded model on an opened dataset."""
+    options = options or EngineOptions()
+    started = _now()
+    t0 = time.perf_counter()
+    ev = Evaluator(runner, dataset, suite, options)
+    update, close = _progress_bar(len(dataset), options.progress, f"{suite.name}")
+    records: list[ImageRecord] = []
+    completed = True
+    error: str | None = None
+    try:
+        for rec in ev.records(update):
+            records.append(rec)
+    except KeyboardInterrupt:
+        completed, error = False, "interrupted"
+    finally:
+        close()
+    if not records:
+        raise DataError(
+            f"dataset {dataset.name!r} yielded no images"
+            + (f" ({len(dataset.skipped)} skipped as unreadable)" if dataset.skipped else "")
+        )
+    # records of images that finished every condition only (an interrupt can cut a batch)
+    if not completed:
+        per_image: dict[str, int] = defaultdict(int)
+        for r in records:
+            per_image[r.image_id] += 1
+        full = {i for i, c in per_image.items() if c == len(ev.conditions)}
+        records = [r for r in records if r.image_id in full]
+    records.sort(key=lambda r: (r.image_id, r.condition, r.repeat))
+    t_eval = time.perf_counter() - t0
+    cases = summarise(records, suite, ev.plan)
+    gallery = ev.gallery(records) if completed else []
+    provenance = {
+        "robusttest_version": __version__,
+        "model": {
+            "path": runner.path.name,
+            "sha256": runner.sha256,
+            "backend": runner.backend,
+            "card": runner.card.to_dict(),
+        },
+        "suite": {"name": suite.name, "sha256": suite.sha256, "definition": suite.to_dict()},
+        "data": {
+            "adapter": dataset.name,
+            "manifest_hash": dataset.manifest_hash(),
+            "n_images": len({r.image_id for r in records}),
+            "skipped": [list(x) for x in dataset.skipped],
+            "describe": _jsonable(dataset.describe()),
+        },
+        "seed": suite.seed,
+        "repeats": suite.repeats,
+        "packages": package_versions(),
+    }
+    run_info = {
+        "started_at": started,
+        "finished_at": _now(),
+        "seconds_evaluation": round(t_eval, 3),
+        "seconds_total": round(time.perf_counter() - t0, 3),
+        "device": runner.device,
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "batch_size": options.batch_size,
+        "workers": options.workers,
+        "cache": bool(options.cache),
+        "error": error,
+    }
+    return RunResult(
+        cases=tuple(cases),
+        records=tuple(records),
+        provenance=provenance,
+        run=run_info,
+        gallery=tuple(gallery),
+        completed=completed,
+    )
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    if isinstance(x, (str, int, bool)) or x is None:
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    return str(x)
+
+
+def run(
+    model: str | Path | ModelRunner,
+    suite: str | Path | Suite | None = None,
+    *,
+    data_root: str | Path | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+    repeats: int | None = None,
+    limit: int | None = None,
+    batch_size: int = 16,
+    workers: int = 2,
+    threads: int | None = None,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    progress: bool | None = None,
+    gallery: int = 3,
+) -> RunResult:
+    """Evaluate ``model`` under ``suite`` (default: chosen from the model card's task).
+
+    >>> result = robusttest.run("fixtures/models/lungs_tinyunet.onnx")  # doctest: +SKIP
+    >>> result.passed, result.counts()                                  # doctest: +SKIP
+    """
+    if repeats is not None and repeats < 1:
+        raise ConfigError(f"repeats: {repeats} is not >= 1 (K noise repeats per condition)")
+    runner = model if not isinstance(model, (str, Path)) else None
+    if runner is None:
+        # The suite's model overrides must be known before the card is checked.
+        pre = load_model(Path(model), device=device, threads=threads) if suite is None else None
+        task = pre.card.task if pre is not None else None
+        s = resolve_suite(suite, task or "segmentation")
+        runner = (
+            pre
+            if pre is not None and not s.model
+            else load_model(
+                Path(model), device=device, threads=threads, card_overrides=dict(s.model) or None
+            )
+        )
+    else:
+        s = resolve_suite(suite, runner.card.task)
+    s = s.with_overrides(seed=seed, repeats=repeats)
+    if limit is not None:
+        from dataclasses import replace
+
+        s = replace(s, data=replace(s.data, limit=limit))
+    dataset = open_suite_data(s, data_root)
+    options = EngineOptions(
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        threads=threads,
+        cache=cache,
+        cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        progress=progress,
+        gallery=gallery,
+    )
+    return evaluate(runner, s, dataset, options)
+
+
+__all__ = [
+    "EngineOptions",
+    "Evaluator",
+    "RobustTestError",
+    "evaluate",
+    "plan_task",
+    "run",
+    "summarise",
+]

@@ -1,0 +1,639 @@
+"""Radiographic noise families (DESIGN.md §2), vectorised in torch on CPU or CUDA.
+
+Images are display values p ∈ [0, 1], high where attenuation is high (bone bright). The
+physical families (`quantum`, `electronic`) map p to detector counts with Beer–Lambert,
+
+    ℓ = ℓ_max · p,   k0 = N0 · exp(−ℓ),
+
+perturb the counts, and map back. The image-domain families (`gaussian`, `poisson`) follow
+the machine-learning conventions (ImageNet-C, MedMNIST-C) used by arXiv 2509.25265.
+
+Every image gets its own random stream, seeded by (seed, noise, level, image id, repeat),
+so the noise an image receives does not depend on the batch it sits in, its position, the
+worker or the process.
+
+Physical defaults and where they come from
+------------------------------------------
+* ``DETECTOR_KERMA_UGY = 2.5``: detector air kerma behind the lung for a PA chest under
+  automatic exposure control (typical DR values are 2–3 µGy).
+* ``PHOTONS_PER_MM2_PER_UGY = 3.0e4``: photon fluence per unit air kerma for the RQA5–RQA9
+  beam qualities (IEC 62220-1 tabulates 29,653 for RQA5 and 31,077 for RQA9).
+  Hence ≈ 7.5×10⁴ photons/mm² reach the detector behind the lung.
+* ``LMAX = 5.0``: the log-attenuation at p = 1. Measured on the public Montgomery and
+  Shenzhen images, lung parenchyma sits at p ≈ 0.28–0.61 (median 0.45) and the mediastinum
+  at p ≈ 0.88, so Δp ≈ 0.45 between them. The mediastinum passes 5–20× fewer photons than
+  the lung, ln(10)/0.45 ≈ 5.1; we take 5.0 (p = 1 transmits e⁻⁵ ≈ 0.7% of the open beam).
+* ``P_LUNG = 0.45``: the lung display value at which the 7.5×10⁴ photons/mm² apply, so
+  the unattenuated fluence is ``PHOTONS_PER_MM2 = 7.5e4 · exp(LMAX · P_LUNG) ≈ 7.1×10⁵``.
+* Counts scale with pixel area: N0 = PHOTONS_PER_MM2 · spacing². At the 0.143 mm pixels
+  of the NIH detector that is ≈ 1.5×10⁴ unattenuated, ≈ 1.5×10³ behind the lung.
+* When the pixel spacing is unknown we assume the image spans a 430 mm detector (the
+  standard 35×43 cm cassette) along its longer side: spacing = 430 / max(H, W).
+* Electronic noise is given in quanta per 0.143 mm detector element; binning m×m
+  elements sums m² independent reads, so σ_e scales with spacing / 0.143.
+
+Approximate sampling (documented error bound)
+---------------------------------------------
+Binomial and Poisson draws are exact (torch.binomial / torch.poisson) where the count
+variance is below ``NORMAL_APPROX_MIN_VAR`` = 25, and a rounded normal with the same mean
+and variance elsewhere. The approximation keeps the mean exactly and the variance to within
+1/12 of a count (rounding); by the Berry–Esseen bound its distribution function differs
+from the exact one by at most 0.4748·(1−2a(1−a))/σ ≤ 0.095 for σ² ≥ 25 (≤ 0.048 for
+σ² ≥ 100), and by far less in practice (≈ 0.013 at σ² = 25: the skewness term is what
+remains, and it shrinks as 1/σ). In p units the error is far below one 8-bit grey level at
+those counts.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+
+from robusttest.errors import ConfigError, InputError, UnknownNameError, check_range
+
+# --- physical defaults (derivations in the module docstring) -------------------------
+DETECTOR_KERMA_UGY = 2.5
+PHOTONS_PER_MM2_PER_UGY = 3.0e4
+LUNG_PHOTONS_PER_MM2 = DETECTOR_KERMA_UGY * PHOTONS_PER_MM2_PER_UGY  # 7.5e4
+LMAX = 5.0
+P_LUNG = 0.45
+PHOTONS_PER_MM2 = LUNG_PHOTONS_PER_MM2 * math.exp(LMAX * P_LUNG)  # ≈ 7.1e5, open beam
+REFERENCE_SPACING_MM = 0.143
+DEFAULT_FIELD_MM = 430.0
+NORMAL_APPROX_MIN_VAR = 25.0
+COUNT_FLOOR = 0.5  # a pixel that records no photon is read as half a photon, not log(0)
+
+SEVERITY_NAMES = ("minimal", "mild", "moderate", "marked", "severe")
+
+ParamValue = float | str
+_T = TypeVar("_T", bound="NoiseFamily")
+
+
+# --- seeding ---------------------------------------------------------------------------
+def _level_key(level: float) -> str:
+    return format(float(level), ".12g")
+
+
+def noise_seed(seed: int, noise: str, level: float, image_id: str, repeat: int) -> int:
+    """64-bit seed of one image's noise stream; stable across processes and platforms."""
+    key = f"robusttest-noise-v1|{int(seed)}|{noise}|{_level_key(level)}|{image_id}|{int(repeat)}"
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def _generators(
+    device: torch.device, seed: int, noise: str, level: float, ids: Sequence[str], repeat: int
+) -> list[torch.Generator]:
+    gens = []
+    for image_id in ids:
+        g = torch.Generator(device=device)
+        g.manual_seed(noise_seed(seed, noise, level, image_id, repeat))
+        gens.append(g)
+    return gens
+
+
+# --- samplers (per image, own generator) -------------------------------------------------
+def _normal(shape: torch.Size, gens: Sequence[torch.Generator], like: torch.Tensor) -> torch.Tensor:
+    z = torch.empty(shape, dtype=torch.float32, device=like.device)
+    for i, g in enumerate(gens):
+        torch.randn(shape[1:], generator=g, out=z[i], dtype=torch.float32, device=like.device)
+    return z
+
+
+def sample_binomial(
+    n: torch.Tensor,
+    a: float,
+    gens: Sequence[torch.Generator],
+    min_var: float = NORMAL_APPROX_MIN_VAR,
+) -> torch.Tensor:
+    """Binomial(n, a) per pixel; exact where n·a·(1−a) < min_var, rounded normal elsewhere.
+
+    ``n`` is N×H×W (float, integral values); image i draws from ``gens[i]`` only.
+    """
+    var = n * (a * (1.0 - a))
+    k = _normal(n.shape, gens, n)
+    k.mul_(var.sqrt()).add_(n * a).round_()
+    k = torch.minimum(k.clamp_(min=0.0), n)
+    small = var < min_var
+    for i, g in enumerate(gens):
+        sm = small[i]
+        if bool(sm.any()):
+            counts = n[i][sm]
+            k[i][sm] = torch.binomial(counts, torch.full_like(counts, a), generator=g)
+    return k
+
+
+def sample_poisson(
+    lam: torch.Tensor, gens: Sequence[torch.Generator], min_var: float = NORMAL_APPROX_MIN_VAR
+) -> torch.Tensor:
+    """Poisson(lam) per pixel; exact where lam < min_var, rounded normal elsewhere."""
+    k = _normal(lam.shape, gens, lam)
+    k.mul_(lam.sqrt()).add_(lam).round_().clamp_(min=0.0)
+    small = lam < min_var
+    for i, g in enumerate(gens):
+        sm = small[i]
+        if bool(sm.any()):
+            k[i][sm] = torch.poisson(lam[i][sm], generator=g)
+    return k
+
+
+# --- families ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ladder:
+    """Named levels of one family, mildest first."""
+
+    name: str
+    levels: tuple[float, ...]
+
+
+class NoiseFamily(abc.ABC):
+    """A registered noise. Subclass, set the class attributes, implement ``_apply``."""
+
+    name: ClassVar[str]
+    level_param: ClassVar[str]  # the parameter the level sets ("dose", "sigma", ...)
+    level_unit: ClassVar[str] = ""
+    summary: ClassVar[str]
+    ladders: ClassVar[dict[str, tuple[float, ...]]]
+    defaults: ClassVar[dict[str, ParamValue]] = {}
+    higher_is_worse: ClassVar[bool] = True  # False when a smaller level is more severe
+
+    @abc.abstractmethod
+    def check_level(self, level: float) -> float:
+        """Validate the level (raise ConfigError naming the allowed range)."""
+
+    def check_params(self, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            allowed = ", ".join(sorted(self.defaults)) or "(none)"
+            raise ConfigError(
+                f"{self.name}: unknown parameter(s) {', '.join(sorted(unknown))}; "
+                f"allowed: {allowed}"
+            )
+        out = dict(self.defaults)
+        out.update(params)
+        return out
+
+    def is_identity(self, level: float, params: Mapping[str, ParamValue]) -> bool:
+        return False
+
+    @abc.abstractmethod
+    def _apply(
+        self,
+        x: torch.Tensor,
+        level: float,
+        params: Mapping[str, ParamValue],
+        gens: Sequence[torch.Generator],
+        spacing_mm: torch.Tensor,
+    ) -> torch.Tensor:
+        """x: N×H×W float32 in [0, 1]; spacing_mm: N float64 (resolved). Returns N×H×W."""
+
+    def used_params(
+        self, level: float, params: Mapping[str, ParamValue], spacing_mm: float
+    ) -> dict[str, Any]:
+        """The parameters actually applied to an image of this pixel spacing."""
+        return {self.level_param: level, **params}
+
+    def slug(self, level: float) -> str:
+        return f"{self.name}-{self.level_param}{_level_key(level)}"
+
+
+_REGISTRY: dict[str, NoiseFamily] = {}
+
+
+def register_noise(cls: type[_T]) -> type[_T]:
+    """Class decorator: make a NoiseFamily available by its ``name``."""
+    if not getattr(cls, "name", None):
+        raise ConfigError(f"{cls.__name__}: a noise family needs a non-empty `name`")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_noise(name: str) -> NoiseFamily:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError("noise", name, _REGISTRY) from None
+
+
+def available_noises() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+_COUNT_DEFAULTS: dict[str, ParamValue] = {
+    "photons_per_mm2": PHOTONS_PER_MM2,
+    "lmax": LMAX,
+    "sigma_e": 0.0,
+    "dose": 1.0,
+    "n0": 0.0,  # 0 = derive from photons_per_mm2 and the pixel spacing
+    "variant": "thin",
+}
+
+
+class _CountDomain(NoiseFamily):
+    """Shared Beer–Lambert mapping of the physical families."""
+
+    defaults: ClassVar[dict[str, ParamValue]] = _COUNT_DEFAULTS
+
+    def check_params(self, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+        out = super().check_params(params)
+        check_range(
+            f"{self.name}.photons_per_mm2", float(out["photons_per_mm2"]), 0, None, low_open=True
+        )
+        check_range(f"{self.name}.lmax", float(out["lmax"]), 0, 50, low_open=True)
+        if "sigma_e" in out:
+            check_range(f"{self.name}.sigma_e", float(out["sigma_e"]), 0, None)
+        if "dose" in out:
+            check_range(f"{self.name}.dose", float(out["dose"]), 0, 1, low_open=True)
+        check_range(f"{self.name}.n0", float(out["n0"]), 0, None)
+        if out["variant"] not in ("thin", "resample"):
+            raise ConfigError(
+                f"{self.name}.variant: {out['variant']!r} is not one of 'thin' (dose reduction "
+                "of an image that already holds full-dose noise) or 'resample' (image taken "
+                "as noise-free)"
+            )
+        return out
+
+    @staticmethod
+    def n0_per_pixel(params: Mapping[str, ParamValue], spacing_mm: float) -> float:
+        n0 = float(params["n0"])
+        return n0 if n0 > 0 else float(params["photons_per_mm2"]) * spacing_mm**2
+
+    def used_params(
+        self, level: float, params: Mapping[str, ParamValue], spacing_mm: float
+    ) -> dict[str, Any]:
+        p = self._resolved(level, params)
+        sigma_ref = float(p["sigma_e"])
+        return {
+            "dose": float(p["dose"]),
+            "variant": p["variant"],
+            "n0": self.n0_per_pixel(p, spacing_mm),
+            "n0_source": "n0" if float(p["n0"]) > 0 else "photons_per_mm2 x spacing^2",
+            "photons_per_mm2": float(p["photons_per_mm2"]),
+            "pixel_spacing_mm": spacing_mm,
+            "lmax": float(p["lmax"]),
+            "sigma_e": sigma_ref,
+            "sigma_e_pixel": sigma_ref * spacing_mm / REFERENCE_SPACING_MM,
+        }
+
+    @abc.abstractmethod
+    def _resolved(self, level: float, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+        """Params with the level written into its parameter."""
+
+    def _apply(
+        self,
+        x: torch.Tensor,
+        level: float,
+        params: Mapping[str, ParamValue],
+        gens: Sequence[torch.Generator],
+        spacing_mm: torch.Tensor,
+    ) -> torch.Tensor:
+        p = self._resolved(level, params)
+        dose = float(p["dose"])
+        lmax = float(p["lmax"])
+        sigma_ref = float(p["sigma_e"])
+        if float(p["n0"]) > 0:
+            n0 = torch.full_like(spacing_mm, float(p["n0"]))
+        else:
+            n0 = float(p["photons_per_mm2"]) * spacing_mm.square()
+        n0_t = n0.to(device=x.device, dtype=torch.float32).view(-1, 1, 1)
+        k0 = torch.exp(x * -lmax).mul_(n0_t)  # expected full-dose counts
+        if p["variant"] == "resample":
+            k = sample_poisson(k0.mul_(dose), gens)
+        elif dose < 1.0:
+            k = sample_binomial(k0.round_(), dose, gens)
+        else:
+            k = k0  # no thinning: the image keeps exactly the noise it holds
+        if sigma_ref > 0:
+            sig = (spacing_mm * (sigma_ref / REFERENCE_SPACING_MM)).to(x.device, torch.float32)
+            k.add_(_normal(k.shape, gens, k).mul_(sig.view(-1, 1, 1)))
+        # ℓ_a = −ln(k / (a·N0)); p_a = ℓ_a / ℓ_max
+        k.clamp_(min=COUNT_FLOOR).div_(n0_t * dose).log_().mul_(-1.0 / lmax)
+        return k.clamp_(0.0, 1.0)
+
+
+@register_noise
+class Quantum(_CountDomain):
+    """Dose reduction to a fraction of the acquired dose (Poisson statistics)."""
+
+    name = "quantum"
+    level_param = "dose"
+    summary = (
+        "dose reduction to a fraction `dose` of the acquired dose: binomial thinning of the "
+        "counts estimated from the image (exact for a Poisson source; variant='resample' "
+        "treats the image as noise-free and draws Poisson(dose·k0))"
+    )
+    ladders: ClassVar[dict[str, tuple[float, ...]]] = {
+        "default": (0.5, 0.25, 0.10, 0.05, 0.02),
+        "stress": (0.01, 0.005, 0.002, 0.001),
+    }
+    higher_is_worse = False
+    defaults: ClassVar[dict[str, ParamValue]] = {
+        k: v for k, v in _COUNT_DEFAULTS.items() if k != "dose"
+    }
+
+    def check_level(self, level: float) -> float:
+        return check_range("quantum.dose", level, 0.0, 1.0, low_open=True)
+
+    def check_params(self, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+        if "dose" in params:
+            raise ConfigError("quantum.dose: set the dose through the level, not a parameter")
+        return super().check_params(params)
+
+    def _resolved(self, level: float, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+        return {**params, "dose": level}
+
+    def is_identity(self, level: float, params: Mapping[str, ParamValue]) -> bool:
+        return (
+            level == 1.0 and params.get("variant", "thin") == "thin" and not params.get("sigma_e")
+        )
+
+    def slug(self, level: float) -> str:
+        return f"quantum-dose{_level_key(level * 100)}"
+
+
+@register_noise
+class Electronic(_CountDomain):
+    """Additive Gaussian detector read noise in the count domain (Poisson–Gaussian)."""
+
+    name = "electronic"
+    level_param = "sigma_e"
+    level_unit = "quanta per 0.143 mm pixel"
+    summary = (
+        "additive detector read noise N(0, sigma_e²) in the count domain before the log; "
+        "sigma_e in quanta per 0.143 mm detector element; combine with a lower `dose`"
+    )
+    # Flat panels read ~1–4 quanta of electronic noise per element; the ladder runs from
+    # realistic to 25× that, where it dominates behind the mediastinum.
+    ladders: ClassVar[dict[str, tuple[float, ...]]] = {
+        "default": (5.0, 10.0, 20.0, 50.0, 100.0),
+        "stress": (200.0, 500.0),
+    }
+    defaults: ClassVar[dict[str, ParamValue]] = {
+        k: v for k, v in _COUNT_DEFAULTS.items() if k != "sigma_e"
+    }
+
+    def check_level(self, level: float) -> float:
+        return check_range("electronic.sigma_e", level, 0.0, None)
+
+    def check_params(self, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+        if "sigma_e" in params:
+            raise ConfigError("electronic.sigma_e: set sigma_e through the level, not a parameter")
+        return super().check_params(params)
+
+    def _resolved(self, level: float, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+        return {**params, "sigma_e": level}
+
+    def is_identity(self, level: float, params: Mapping[str, ParamValue]) -> bool:
+        # variant='resample' redraws Poisson counts even at dose 1 with no read noise
+        return (
+            level == 0.0
+            and float(params.get("dose", 1.0)) == 1.0
+            and params.get("variant", "thin") == "thin"
+        )
+
+    def slug(self, level: float) -> str:
+        return f"electronic-sigma{_level_key(level)}"
+
+
+@register_noise
+class Gaussian(NoiseFamily):
+    """Image-domain additive Gaussian noise, clipped (ImageNet-C / MedMNIST-C convention)."""
+
+    name = "gaussian"
+    level_param = "sigma"
+    summary = "image-domain additive noise p + sigma·z, clipped to [0, 1] (the paper's 'electronic (Gaussian)' noise)"
+    # MedMNIST-C's ChestMNIST severities; heavier stress levels beyond.
+    ladders: ClassVar[dict[str, tuple[float, ...]]] = {
+        "default": (0.04, 0.08, 0.12, 0.18, 0.26),
+        "stress": (0.35, 0.5),
+    }
+
+    def check_level(self, level: float) -> float:
+        return check_range("gaussian.sigma", level, 0.0, 1.0)
+
+    def is_identity(self, level: float, params: Mapping[str, ParamValue]) -> bool:
+        return level == 0.0
+
+    def _apply(
+        self,
+        x: torch.Tensor,
+        level: float,
+        params: Mapping[str, ParamValue],
+        gens: Sequence[torch.Generator],
+        spacing_mm: torch.Tensor,
+    ) -> torch.Tensor:
+        return _normal(x.shape, gens, x).mul_(level).add_(x).clamp_(0.0, 1.0)
+
+
+@register_noise
+class ImagePoisson(NoiseFamily):
+    """Image-domain shot noise Poisson(p·rate)/rate (ImageNet-C convention).
+
+    It inverts the physics: bright (bone, high-attenuation) pixels get the largest counts
+    and so the smallest relative noise, where a detector sees the fewest photons there.
+    """
+
+    name = "poisson"
+    level_param = "rate"
+    summary = "image-domain shot noise Poisson(p·rate)/rate (ImageNet-C); note: bone gets the least noise, the opposite of physics"
+    ladders: ClassVar[dict[str, tuple[float, ...]]] = {
+        "default": (60.0, 25.0, 12.0, 5.0, 3.0),
+        "stress": (2.0, 1.0),
+    }
+    higher_is_worse = False
+
+    def check_level(self, level: float) -> float:
+        return check_range("poisson.rate", level, 0.0, None, low_open=True)
+
+    def _apply(
+        self,
+        x: torch.Tensor,
+        level: float,
+        params: Mapping[str, ParamValue],
+        gens: Sequence[torch.Generator],
+        spacing_mm: torch.Tensor,
+    ) -> torch.Tensor:
+        return sample_poisson(x * level, gens).div_(level).clamp_(0.0, 1.0)
+
+
+# --- public API ----------------------------------------------------------------------------
+def _as_batch(
+    images: torch.Tensor | np.ndarray,
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """Validate and view as N×H×W float32; return the inverse reshape."""
+    if isinstance(images, np.ndarray):
+        if images.dtype.kind not in "f":
+            raise InputError(
+                f"images: dtype {images.dtype} is not floating point; convert to float in [0, 1] "
+                "(e.g. x.astype('float32') / 255)"
+            )
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if not isinstance(images, torch.Tensor):
+        raise InputError(
+            f"images: expected a torch.Tensor or numpy array, got {type(images).__name__}"
+        )
+    if not images.is_floating_point():
+        raise InputError(
+            f"images: dtype {images.dtype} is not floating point; convert to float in [0, 1] "
+            "(e.g. x.float() / 255)"
+        )
+    shape = images.shape
+    if images.ndim == 2:
+        x = images.unsqueeze(0)
+    elif images.ndim == 3:
+        x = images
+    elif images.ndim == 4 and shape[1] == 1:
+        x = images[:, 0]
+    else:
+        raise InputError(
+            f"images: shape {tuple(shape)} is not H×W, N×H×W or N×1×H×W (grayscale radiographs)"
+        )
+    if x.shape[-1] < 1 or x.shape[-2] < 1:
+        raise InputError(f"images: shape {tuple(shape)} has an empty spatial dimension")
+    x = x.to(torch.float32)
+    if not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
+        raise InputError(f"images: NaN or infinite pixels in image(s) at batch index {bad}")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise InputError(f"images: values span [{lo:g}, {hi:g}]; expected [0, 1] display values")
+    x = x.clamp(0.0, 1.0)
+
+    def back(y: torch.Tensor) -> torch.Tensor:
+        return y.reshape(shape)
+
+    return x, back
+
+
+def resolve_spacing(
+    pixel_spacing_mm: float | Sequence[float | None] | None, n: int, height: int, width: int
+) -> list[float]:
+    """Per-image pixel spacing; unknown → the 430 mm field-of-view assumption."""
+    fallback = DEFAULT_FIELD_MM / max(height, width)
+    if pixel_spacing_mm is None or isinstance(pixel_spacing_mm, (int, float)):
+        vals: list[float | None] = [pixel_spacing_mm] * n
+    else:
+        vals = list(pixel_spacing_mm)
+        if len(vals) != n:
+            raise InputError(f"pixel_spacing_mm: {len(vals)} values for {n} images")
+    out = []
+    for v in vals:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(fallback)
+        else:
+            out.append(check_range("pixel_spacing_mm", v, 0.0, 100.0, low_open=True))
+    return out
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """One noise condition: a family, a level and optional parameters."""
+
+    name: str
+    level: float
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        fam = get_noise(self.name)
+        object.__setattr__(self, "level", fam.check_level(self.level))
+        object.__setattr__(
+            self, "params", dict(sorted(fam.check_params(dict(self.params)).items()))
+        )
+
+    @property
+    def family(self) -> NoiseFamily:
+        return get_noise(self.name)
+
+    @property
+    def slug(self) -> str:
+        """Readable, stable id, e.g. ``quantum-dose10`` or ``gaussian-sigma0.08``."""
+        return self.family.slug(self.level)
+
+    @property
+    def overrides(self) -> dict[str, ParamValue]:
+        """Parameters that differ from the family's defaults."""
+        d = self.family.defaults
+        return {k: v for k, v in self.params.items() if d.get(k) != v}
+
+    def describe(
+        self, pixel_spacing_mm: float | None = None, shape: tuple[int, int] = (512, 512)
+    ) -> dict[str, Any]:
+        spacing = resolve_spacing(pixel_spacing_mm, 1, *shape)[0]
+        return {
+            "noise": self.name,
+            "level": self.level,
+            **self.family.used_params(self.level, self.params, spacing),
+        }
+
+    def apply(
+        self,
+        images: torch.Tensor | np.ndarray,
+        *,
+        seed: int = 0,
+        image_ids: Sequence[str] | None = None,
+        repeat: int = 0,
+        pixel_spacing_mm: float | Sequence[float | None] | None = None,
+    ) -> torch.Tensor:
+        """Noisy copy of ``images`` (H×W, N×H×W or N×1×H×W float in [0, 1]).
+
+        ``image_ids`` key each image's random stream; without them the batch index is
+        used, so the noise then depends on the image's position in the batch.
+        """
+        x, back = _as_batch(images)
+        n, h, w = x.shape
+        ids = [str(i) for i in range(n)] if image_ids is None else [str(i) for i in image_ids]
+        if len(ids) != n:
+            raise InputError(f"image_ids: {len(ids)} ids for {n} images")
+        fam = self.family
+        if fam.is_identity(self.level, self.params):
+            return back(x.clone())
+        spacing = torch.tensor(resolve_spacing(pixel_spacing_mm, n, h, w), dtype=torch.float64)
+        gens = _generators(x.device, seed, self.name, self.level, ids, repeat)
+        return back(fam._apply(x, self.level, self.params, gens, spacing))
+
+
+def apply_noise(
+    images: torch.Tensor | np.ndarray,
+    noise: str,
+    level: float,
+    *,
+    seed: int = 0,
+    image_ids: Sequence[str] | None = None,
+    repeat: int = 0,
+    pixel_spacing_mm: float | Sequence[float | None] | None = None,
+    **params: ParamValue,
+) -> torch.Tensor:
+    """Functional form of :meth:`NoiseSpec.apply`."""
+    return NoiseSpec(noise, level, params).apply(
+        images, seed=seed, image_ids=image_ids, repeat=repeat, pixel_spacing_mm=pixel_spacing_mm
+    )
+
+
+def ladder(noise: str, which: str = "default", **params: ParamValue) -> list[NoiseSpec]:
+    """The named ladder of a family, mildest level first."""
+    fam = get_noise(noise)
+    try:
+        levels = fam.ladders[which]
+    except KeyError:
+        raise UnknownNameError(f"{noise} ladder", which, fam.ladders) from None
+    return [NoiseSpec(noise, lv, params) for lv in levels]
+
+
+def severity_name(noise: str, level: float) -> str | None:
+    """'minimal' … 'severe' for a level of a family's default ladder, else None."""
+    levels = get_noise(noise).ladders.get("default", ())
+    for i, lv in enumerate(levels):
+        if math.isclose(lv, level) and len(levels) == len(SEVERITY_NAMES):
+            return SEVERITY_NAMES[i]
+    return None
+
+
+def iter_families() -> Iterator[NoiseFamily]:
+    for name in available_noises():
+        yield _REGISTRY[name]

@@ -1,0 +1,356 @@
+"""The one result model: per-image records, per-case summaries and provenance.
+
+Every renderer (JUnit properties, JSON, HTML, the compare command) reads only this model,
+so a report can be re-rendered from the saved JSON without the model or the data.
+
+The JSON is deterministic: keys sorted, floats written by ``repr`` (shortest round-trip),
+NaN written as ``null`` with the reason kept beside it. Wall-clock facts (start and end
+times, durations, host) live in the separate ``run`` block, so two runs with the same seed
+give byte-identical JSON once that block is dropped (``to_json(include_run=False)``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from robusttest.errors import ConfigError
+from robusttest.fsutil import atomic_write_text
+
+SCHEMA_VERSION = "1.0"
+CLEAN = "clean"
+
+Verdict = Literal["pass", "fail", "no-gate", "error"]
+
+
+def _num(x: float | None) -> float | None:
+    """JSON-safe float: NaN/inf → None."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _unnum(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image under one condition and repeat.
+
+    ``values`` holds per-image metrics for segmentation (``"dice/lungs"``) and model
+    scores for classification (``"score/Effusion"``); ``targets`` the ground-truth labels.
+    """
+
+    task: str
+    image_id: str
+    patient_id: str
+    condition: str
+    repeat: int
+    values: Mapping[str, float]
+    targets: Mapping[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "image_id": self.image_id,
+            "patient_id": self.patient_id,
+            "condition": self.condition,
+            "repeat": self.repeat,
+            "values": {k: _num(v) for k, v in sorted(self.values.items())},
+            "targets": dict(sorted(self.targets.items())),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ImageRecord:
+        return cls(
+            task=str(d["task"]),
+            image_id=str(d["image_id"]),
+            patient_id=str(d["patient_id"]),
+            condition=str(d["condition"]),
+            repeat=int(d["repeat"]),
+            values={k: _unnum(v) for k, v in d["values"].items()},
+            targets={k: int(v) for k, v in d.get("targets", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """Limits applied to one case; every limit present must hold."""
+
+    min: float | None = None
+    max_drop: float | None = None
+    max_relative_drop: float | None = None
+    on: Literal["ci", "point"] = "ci"
+
+    @property
+    def empty(self) -> bool:
+        return self.min is None and self.max_drop is None and self.max_relative_drop is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GateSpec:
+        return cls(**{k: d[k] for k in ("min", "max_drop", "max_relative_drop", "on") if k in d})
+
+    def describe(self) -> str:
+        parts = []
+        if self.min is not None:
+            parts.append(f"min {self.min:g}")
+        if self.max_drop is not None:
+            parts.append(f"max_drop {self.max_drop:g}")
+        if self.max_relative_drop is not None:
+            parts.append(f"max_relative_drop {self.max_relative_drop:g}")
+        return ", ".join(parts) + f" (on {self.on})" if parts else "no gate"
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """Summary of one (task, metric, target, condition) cell of the grid."""
+
+    case_id: str
+    task: str
+    metric: str
+    target: str
+    condition: str
+    noise: str | None
+    level: float | None
+    severity: str | None
+    higher_is_better: bool
+    clean: float
+    noisy: float
+    drop: float  # oriented so that positive = worse
+    ci_low: float  # CI of the drop
+    ci_high: float
+    noisy_ci_low: float  # CI of the noisy metric (for `min` gates)
+    noisy_ci_high: float
+    relative_drop: float
+    p_value: float | None
+    p_adjusted: float | None
+    test: str | None  # "wilcoxon", "delong", None
+    n: int
+    n_patients: int
+    repeats: int
+    gate: GateSpec | None
+    verdict: Verdict
+    message: str
+    reason: str | None = None  # why a value is NaN, when it is
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.condition == CLEAN
+
+    @property
+    def limit(self) -> float | None:
+        if self.gate is None:
+            return None
+        for v in (self.gate.max_drop, self.gate.max_relative_drop, self.gate.min):
+            if v is not None:
+                return v
+        return None
+
+    def properties(self) -> dict[str, str]:
+        """The numbers as strings, for JUnit <property> elements."""
+
+        def s(x: float | None) -> str:
+            return "" if x is None or (isinstance(x, float) and math.isnan(x)) else repr(float(x))
+
+        return {
+            "metric": self.metric,
+            "target": self.target,
+            "noise": self.noise or "none",
+            "level": s(self.level),
+            "clean": s(self.clean),
+            "noisy": s(self.noisy),
+            "drop": s(self.drop),
+            "ci_low": s(self.ci_low),
+            "ci_high": s(self.ci_high),
+            "limit": s(self.limit),
+            "n": str(self.n),
+            "verdict": self.verdict,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, GateSpec):
+                v = v.to_dict()
+            elif isinstance(v, float):
+                v = _num(v)
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CaseResult:
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            v = d.get(f.name)
+            if f.name == "gate":
+                v = GateSpec.from_dict(v) if v is not None else None
+            elif f.name in _FLOAT_FIELDS:
+                v = _unnum(v)
+            kw[f.name] = v
+        return cls(**kw)
+
+
+_FLOAT_FIELDS = {
+    "clean",
+    "noisy",
+    "drop",
+    "ci_low",
+    "ci_high",
+    "noisy_ci_low",
+    "noisy_ci_high",
+    "relative_drop",
+}
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    """Thumbnails for the HTML report, stored in the result so a re-render needs no data."""
+
+    task: str
+    image_id: str
+    condition: str
+    kind: Literal["sample", "worst"]
+    value: float | None  # the metric shown (e.g. Dice) for this image and condition
+    image_png: str  # base64 PNG of the (noisy) image
+    overlay_png: (
+        str  # base64 PNG with the prediction (and truth) outlined, or "" for classification
+    )
+    caption: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["value"] = _num(self.value)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GalleryItem:
+        kw = {f.name: d[f.name] for f in fields(cls)}
+        kw["value"] = None if d["value"] is None else float(d["value"])
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything a run produced."""
+
+    cases: tuple[CaseResult, ...]
+    records: tuple[ImageRecord, ...]
+    provenance: Mapping[str, Any]  # deterministic: model, suite, data, seeds, versions
+    run: Mapping[str, Any] = field(default_factory=dict)  # wall clock: times, host, durations
+    gallery: tuple[GalleryItem, ...] = ()
+    completed: bool = True
+    schema_version: str = SCHEMA_VERSION
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [c for c in self.cases if c.verdict in ("fail", "error")]
+
+    @property
+    def passed(self) -> bool:
+        return self.completed and not self.failed
+
+    def case(self, case_id: str) -> CaseResult:
+        for c in self.cases:
+            if c.case_id == case_id:
+                return c
+        raise KeyError(case_id)
+
+    def counts(self) -> dict[str, int]:
+        out = {"pass": 0, "fail": 0, "no-gate": 0, "error": 0}
+        for c in self.cases:
+            out[c.verdict] += 1
+        return out
+
+    def with_run(self, **run: Any) -> RunResult:
+        return replace(self, run={**self.run, **run})
+
+    def to_dict(self, include_run: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "schema": "robusttest-results",
+            "schema_version": self.schema_version,
+            "completed": self.completed,
+            "summary": self.counts(),
+            "provenance": self.provenance,
+            "cases": [c.to_dict() for c in self.cases],
+            "records": [r.to_dict() for r in self.records],
+            "gallery": [g.to_dict() for g in self.gallery],
+        }
+        if include_run:
+            d["run"] = self.run
+        return d
+
+    def to_json(self, include_run: bool = True, indent: int | None = 1) -> str:
+        return (
+            json.dumps(self.to_dict(include_run), indent=indent, sort_keys=True, allow_nan=False)
+            + "\n"
+        )
+
+    def write_json(self, path: str | Path) -> Path:
+        return atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "results") -> RunResult:
+        if d.get("schema") != "robusttest-results":
+            raise ConfigError(f"{source}: not a robusttest results file (no 'schema' key)")
+        ver = str(d.get("schema_version", ""))
+        if ver.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+            raise ConfigError(
+                f"{source}: schema_version {ver!r} is not readable by this robusttest "
+                f"(reads {SCHEMA_VERSION}); re-run or use a matching robusttest version"
+            )
+        try:
+            return cls(
+                cases=tuple(CaseResult.from_dict(c) for c in d["cases"]),
+                records=tuple(ImageRecord.from_dict(r) for r in d["records"]),
+                provenance=d["provenance"],
+                run=d.get("run", {}),
+                gallery=tuple(GalleryItem.from_dict(g) for g in d.get("gallery", [])),
+                completed=bool(d.get("completed", True)),
+                schema_version=ver,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: malformed results file ({exc!r})") from None
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "results") -> RunResult:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{source}: not valid JSON ({exc})") from None
+        return cls.from_dict(d, source)
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunResult:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read results ({exc.strerror})") from None
+        return cls.from_json(text, str(p))
+
+
+def merge(results: Iterable[RunResult]) -> RunResult:
+    """Combine results of several models or shards (cases and records concatenated)."""
+    rs = list(results)
+    if not rs:
+        raise ConfigError("merge: no results to merge")
+    if len(rs) == 1:
+        return rs[0]
+    return RunResult(
+        cases=tuple(c for r in rs for c in r.cases),
+        records=tuple(x for r in rs for x in r.records),
+        provenance={"runs": [r.provenance for r in rs]},
+        run={"runs": [r.run for r in rs]},
+        gallery=tuple(g for r in rs for g in r.gallery),
+        completed=all(r.completed for r in rs),
+    )
