@@ -15,9 +15,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev,dicom]"
 	touch $@
 
+# The main job, as a user would run it: pytest --model in an otherwise empty project.
 demo: setup
 	@mkdir -p $(DEMO_DIR)
-	cd $(DEMO_DIR) && ../$(BIN)/robusttest demo
+	@printf '[pytest]\n' > $(DEMO_DIR)/pytest.ini
+	cd $(DEMO_DIR) && ../$(BIN)/pytest --model ../fixtures/models/lungs_tinyunet.onnx \
+		--robust-html report.html --robust-json results.json --junitxml junit.xml
 
 lint: setup
 	$(BIN)/ruff check .

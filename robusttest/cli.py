@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -174,8 +175,141 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Later layers (run, report, compare, suite, zoo) add their subcommands here.
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+def _cmd_zoo_fixtures(args: argparse.Namespace) -> int:
+    from robusttest.zoo import train_fixtures
+
+    report = train_fixtures(Path(args.data), Path(args.out), device=args.device, quick=args.quick)
+    print(json.dumps({k: v["test"] for k, v in report.items()}, indent=1, default=str))
+    return 0
+
+
+def _register_zoo(sub: Any) -> None:
+    zoo = sub.add_parser("zoo", help="train reference models (fixtures, the paper's zoo)")
+    zsub = zoo.add_subparsers(dest="zoo_command", metavar="ACTION")
+    zsub.required = True
+    p = zsub.add_parser(
+        "fixtures", help="train the small models committed in fixtures/models (seeded)"
+    )
+    p.add_argument(
+        "--data",
+        default=os.environ.get("ROBUSTTEST_DATA", "../shared/data"),
+        help="folder holding montgomery/ and shenzhen/ (default $ROBUSTTEST_DATA)",
+    )
+    p.add_argument("--out", default="fixtures/models", help="output folder")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--quick", action="store_true", help="a few epochs only (smoke test)")
+    p.set_defaults(func=_cmd_zoo_fixtures)
+
+
+def _cmd_suite_schema(args: argparse.Namespace) -> int:
+    from robusttest.suite import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.out:
+        atomic_write_bytes(Path(args.out), text.encode())
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_suite_list(args: argparse.Namespace) -> int:
+    from robusttest.suite import builtin_suites
+
+    for name, path in builtin_suites().items():
+        print(f"{name:20s} {path}")
+    return 0
+
+
+def _cmd_suite_show(args: argparse.Namespace) -> int:
+    from robusttest.suite import load_suite
+
+    suite = load_suite(args.suite, args.task)
+    print(json.dumps(suite.to_dict(), indent=2))
+    return 0
+
+
+def _register_suite(sub: Any) -> None:
+    p = sub.add_parser("suite", help="inspect suites and export their JSON Schema")
+    ssub = p.add_subparsers(dest="suite_command", metavar="ACTION")
+    ssub.required = True
+    ps = ssub.add_parser("schema", help="JSON Schema of suite files, for editors")
+    ps.add_argument("--out", default=None, help="write to this file instead of stdout")
+    ps.set_defaults(func=_cmd_suite_schema)
+    pl = ssub.add_parser("list", help="built-in suites")
+    pl.set_defaults(func=_cmd_suite_list)
+    pv = ssub.add_parser("show", help="validate a suite and print it resolved")
+    pv.add_argument("suite", help="built-in name or path to a YAML file")
+    pv.add_argument("--task", default=None, help="variant of a multi-task suite")
+    pv.set_defaults(func=_cmd_suite_show)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from robusttest.engine import run
+
+    result = run(
+        args.model,
+        args.suite,
+        data_root=args.data,
+        device=args.device,
+        seed=args.seed,
+        repeats=args.repeats,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        cache=not args.no_cache,
+    )
+    if args.json:
+        result.write_json(args.json)
+        print(f"wrote {args.json}")
+    if args.html:
+        from robusttest.report import write_html
+
+        write_html(result, args.html)
+        print(f"wrote {args.html}")
+    counts = result.counts()
+    for case in result.failed:
+        print(f"FAIL {case.case_id}: {case.message}")
+    state = "PASSED" if result.passed else ("INCOMPLETE" if not result.completed else "FAILED")
+    print(
+        f"{state}: {counts['pass']} gates passed, {counts['fail']} failed, "
+        f"{counts['no-gate']} reported without a gate"
+    )
+    return 0 if result.passed else 1
+
+
+def _register_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="evaluate a model under a suite (outside pytest)")
+    p.add_argument("model", help="model file (.onnx, TorchScript .pt, torch.export .pt2)")
+    p.add_argument("--suite", default=None, help="suite name or YAML (default: from the card)")
+    p.add_argument("--data", default=None, help="data root (overrides the suite's)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=None, help="override the suite's seed")
+    p.add_argument("--repeats", type=int, default=None, help="noise repeats per condition")
+    p.add_argument("--limit", type=int, default=None, help="first N images only")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2, help="decode threads")
+    p.add_argument("--no-cache", action="store_true", help="ignore the output cache")
+    p.add_argument("--json", default=None, help="write the results JSON here")
+    p.add_argument("--html", default=None, help="write the HTML report here")
+    p.set_defaults(func=_cmd_run)
+
+
+def _report_commands() -> list[Callable[[Any], None]]:
+    try:
+        from robusttest.report.cli import register_cli
+    except ImportError:  # the report package is optional while it is being built
+        return []
+    return [register_cli]
+
+
+# Subcommands beyond `noise`; later layers add theirs here.
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = [
+    _register_run,
+    _register_suite,
+    _register_zoo,
+    *_report_commands(),
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("robusttest: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `robusttest compare a b | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

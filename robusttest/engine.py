@@ -49,7 +49,7 @@ class EngineOptions:
     cache: bool = True
     cache_dir: Path | None = None
     progress: bool | None = None  # None: a bar only when stderr is a terminal
-    gallery: int = 3  # sample images shown per condition (plus the worst case)
+    gallery: int = 2  # sample images shown per condition (plus the worst case)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -189,7 +189,8 @@ class Evaluator:
         for j, t in enumerate(self.plan.targets):
             truth = np.stack([np.asarray((s.masks or {})[t], dtype=bool) for s in batch])
             pj = pred[:, j]
-            spacing = [s.pixel_spacing_mm or 1.0 for s in batch]
+            # HD95 in mm when the spacing is known; in pixels (spacing 1) otherwise
+            spacing = np.array([[s.pixel_spacing_mm or 1.0] * 2 for s in batch])
             for metric in self.plan.metrics:
                 if metric == "dice":
                     vals = M.dice(pj, truth)
@@ -325,50 +326,63 @@ class Evaluator:
             for r in records
             if r.repeat == 0
         }
+        samples = {i: self.dataset.load(by_id[i]) for i in sorted(wanted)}
+        per_cond: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for image_id, entries in wanted.items():
+            for cond, kind in entries:
+                per_cond[cond].append((image_id, kind))
         items: list[GalleryItem] = []
-        for image_id in sorted(wanted):
-            sample = self.dataset.load(by_id[image_id])
-            x = torch.from_numpy(sample.image[None]).to(self.device)
-            for cond, kind in wanted[image_id]:
-                spec = self.suite.noise_spec(cond)
+        for cond in self.suite.conditions:
+            spec = self.suite.noise_spec(cond)
+            entries = per_cond.get(cond, [])
+            # same-shaped images go through noise and the model together
+            by_shape: dict[tuple[int, ...], list[tuple[str, str]]] = defaultdict(list)
+            for image_id, kind in entries:
+                by_shape[samples[image_id].image.shape].append((image_id, kind))
+            for group in by_shape.values():
+                ids = [i for i, _ in group]
+                ss = [samples[i] for i in ids]
+                x = torch.from_numpy(np.stack([s.image for s in ss])).to(self.device)
                 xin = (
                     x
                     if spec is None
                     else spec.apply(
                         x,
                         seed=self.suite.seed,
-                        image_ids=[image_id],
+                        image_ids=ids,
                         repeat=0,
-                        pixel_spacing_mm=[sample.pixel_spacing_mm],
+                        pixel_spacing_mm=[s.pixel_spacing_mm for s in ss],
                     )
                 )
                 with torch.inference_mode():
-                    probs = self.infer(xin, [image_id])
-                img = xin[0].float().cpu().numpy()
-                v = value_of.get((image_id, cond), math.nan)
-                if seg and target is not None:
-                    pred = np.asarray(M.binarize(probs[0, 0].cpu().numpy(), self.suite.threshold))
-                    truth = (sample.masks or {}).get(target)
-                    overlay = overlay_png(img, pred, truth)
-                    caption = f"{image_id} · {cond} · {self.plan.metrics[0]} {v:.3f}"
-                else:
-                    overlay = ""
-                    scores = ", ".join(
-                        f"{t} {float(probs[0, j]):.2f}" for j, t in enumerate(self.plan.targets[:4])
+                    probs = self.infer(xin, ids).float().cpu().numpy()
+                imgs = xin.float().cpu().numpy()
+                for j, ((image_id, kind), sample) in enumerate(zip(group, ss, strict=True)):
+                    v = value_of.get((image_id, cond), math.nan)
+                    if seg and target is not None:
+                        pred = np.asarray(M.binarize(probs[j, 0], self.suite.threshold))
+                        overlay = overlay_png(imgs[j], pred, (sample.masks or {}).get(target))
+                        caption = f"{image_id} · {cond} · {self.plan.metrics[0]} {v:.3f}"
+                    else:
+                        overlay = ""
+                        scores = ", ".join(
+                            f"{t} {float(probs[j, k]):.2f}"
+                            for k, t in enumerate(self.plan.targets[:4])
+                        )
+                        caption = f"{image_id} · {cond} · {scores}"
+                    items.append(
+                        GalleryItem(
+                            task=self.suite.name,
+                            image_id=image_id,
+                            condition=cond,
+                            kind=kind,  # type: ignore[arg-type]
+                            value=None if math.isnan(v) else v,
+                            image_png=image_png(imgs[j]),
+                            overlay_png=overlay,
+                            caption=caption,
+                        )
                     )
-                    caption = f"{image_id} · {cond} · {scores}"
-                items.append(
-                    GalleryItem(
-                        task=self.suite.name,
-                        image_id=image_id,
-                        condition=cond,
-                        kind=kind,  # type: ignore[arg-type]
-                        value=None if math.isnan(v) else v,
-                        image_png=image_png(img),
-                        overlay_png=overlay,
-                        caption=caption,
-                    )
-                )
+        items.sort(key=lambda g: (g.kind, g.image_id, self.suite.conditions.index(g.condition)))
         return items
 
 
@@ -437,7 +451,11 @@ def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> l
     clean_cache: dict[str, Any] = {}
     for cs in specs:
         K = 1 if cs.condition == CLEAN else suite.repeats
-        boot_kw = {"n_resamples": suite.resamples, "seed": suite.seed, "ci": suite.ci}
+        boot_kw: dict[str, Any] = {
+            "n_resamples": suite.resamples,
+            "seed": suite.seed,
+            "ci": suite.ci,
+        }
         p_value: float | None = None
         test: str | None = None
         if plan.task == "segmentation":
@@ -493,7 +511,7 @@ def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> l
     # Holm across every noisy case of the grid that has a p-value
     idx = [i for i, r in enumerate(results) if r.p_value is not None]
     if idx:
-        adj = S.holm([results[i].p_value for i in idx])  # type: ignore[misc]
+        adj = S.holm([float(results[i].p_value or 0.0) for i in idx])
         from dataclasses import replace
 
         for i, a in zip(idx, adj, strict=True):
@@ -571,7 +589,11 @@ def _progress_bar(
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
-    return bar.update, bar.close
+
+    def update(n: int) -> None:
+        bar.update(n)
+
+    return update, bar.close
 
 
 def package_versions() -> dict[str, str]:
@@ -586,12 +608,48 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def resolve_suite(suite: str | Path | Suite | None, task: str) -> Suite:
+def resolve_suite(suite: str | Path | Suite | None, task: str | None) -> Suite:
+    """The suite object; None → the default suite for ``task`` (the model card's)."""
     if isinstance(suite, Suite):
         return suite
     if suite is None:
+        if task is None:
+            raise ConfigError("no suite given and no model task to choose a default from")
         return load_suite(DEFAULT_SUITE_FOR_TASK[task], task)
     return load_suite(suite, task)
+
+
+def load_model_and_suite(
+    model: str | Path | ModelRunner,
+    suite: str | Path | Suite | None,
+    *,
+    device: str = "auto",
+    threads: int | None = None,
+) -> tuple[ModelRunner, Suite]:
+    """Load a model and its suite, each informing the other.
+
+    The model card's task picks the default suite and the variant of a multi-task suite;
+    the suite's ``model:`` overrides complete or correct the card (a model exported
+    without a card needs them).
+    """
+    if not isinstance(model, (str, Path)):
+        return model, resolve_suite(suite, model.card.task)
+    path = Path(model)
+    first: ModelError | None = None
+    pre: ModelRunner | None = None
+    try:
+        pre = load_model(path, device=device, threads=threads)
+    except ModelError as exc:  # e.g. no card: the suite's overrides may supply it
+        first = exc
+        if suite is None:
+            raise
+    s = resolve_suite(suite, pre.card.task if pre is not None else None)
+    if s.model:
+        return load_model(path, device=device, threads=threads, card_overrides=dict(s.model)), s
+    if pre is None:
+        assert first is not None
+        raise first
+    return pre, s
 
 
 def open_suite_data(suite: Suite, data_root: str | Path | None) -> Dataset:
@@ -676,6 +734,7 @@ def evaluate(
         "device": runner.device,
         "host": platform.node(),
         "platform": platform.platform(),
+        "n_images_total": len(dataset),
         "batch_size": options.batch_size,
         "workers": options.workers,
         "cache": bool(options.cache),
@@ -720,7 +779,7 @@ def run(
     cache: bool = True,
     cache_dir: str | Path | None = None,
     progress: bool | None = None,
-    gallery: int = 3,
+    gallery: int = 2,
 ) -> RunResult:
     """Evaluate ``model`` under ``suite`` (default: chosen from the model card's task).
 
@@ -729,21 +788,7 @@ def run(
     """
     if repeats is not None and repeats < 1:
         raise ConfigError(f"repeats: {repeats} is not >= 1 (K noise repeats per condition)")
-    runner = model if not isinstance(model, (str, Path)) else None
-    if runner is None:
-        # The suite's model overrides must be known before the card is checked.
-        pre = load_model(Path(model), device=device, threads=threads) if suite is None else None
-        task = pre.card.task if pre is not None else None
-        s = resolve_suite(suite, task or "segmentation")
-        runner = (
-            pre
-            if pre is not None and not s.model
-            else load_model(
-                Path(model), device=device, threads=threads, card_overrides=dict(s.model) or None
-            )
-        )
-    else:
-        s = resolve_suite(suite, runner.card.task)
+    runner, s = load_model_and_suite(model, suite, device=device, threads=threads)
     s = s.with_overrides(seed=seed, repeats=repeats)
     if limit is not None:
         from dataclasses import replace

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-THUMB = 224
+THUMB = 176
 PRED_RGB = (255, 64, 64)  # prediction outline
 TRUTH_RGB = (64, 220, 64)  # ground-truth outline
 
@@ -29,9 +29,12 @@ def _size(shape: tuple[int, ...]) -> tuple[int, int]:
     return max(1, round(w * s)), max(1, round(h * s))
 
 
-def _png_b64(rgb: np.ndarray) -> str:
+def _png_b64(arr: np.ndarray) -> str:
+    im = Image.fromarray(arr)
+    if im.mode == "RGB":  # grey + two outline colours: a palette PNG is a third the size
+        im = im.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
+    im.save(buf, format="PNG", compress_level=6)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -42,8 +45,7 @@ def _edge(mask: np.ndarray) -> np.ndarray:
 def image_png(image: np.ndarray) -> str:
     """Base64 PNG of a grayscale image in [0, 1], downsized to the thumbnail size."""
     small = _resize(image, _size(image.shape))
-    g = (small * 255 + 0.5).astype(np.uint8)
-    return _png_b64(np.stack([g, g, g], axis=-1))
+    return _png_b64((small * 255 + 0.5).astype(np.uint8))
 
 
 def overlay_png(image: np.ndarray, pred: np.ndarray, truth: np.ndarray | None) -> str:

@@ -497,10 +497,14 @@ def _as_batch(
     if x.shape[-1] < 1 or x.shape[-2] < 1:
         raise InputError(f"images: shape {tuple(shape)} has an empty spatial dimension")
     x = x.to(torch.float32)
-    if not bool(torch.isfinite(x).all()):
+    if x.numel() == 0:
+        raise InputError(f"images: shape {tuple(shape)} holds no pixels")
+    # one pass: NaN propagates through min/max, and ±inf shows up as a bound
+    lo_t, hi_t = torch.aminmax(x)
+    lo, hi = float(lo_t), float(hi_t)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
         raise InputError(f"images: NaN or infinite pixels in image(s) at batch index {bad}")
-    lo, hi = float(x.min()), float(x.max())
     if lo < -1e-6 or hi > 1 + 1e-6:
         raise InputError(f"images: values span [{lo:g}, {hi:g}]; expected [0, 1] display values")
     x = x.clamp(0.0, 1.0)

@@ -182,7 +182,9 @@ class CaseResult:
             v = getattr(self, f.name)
             if isinstance(v, GateSpec):
                 v = v.to_dict()
-            elif isinstance(v, float):
+            elif isinstance(v, float) or f.name in _FLOAT_FIELDS or f.name in _OPTIONAL_FLOATS:
+                # always a JSON float: an int (or numpy scalar) here would not round-trip
+                # byte-identically (1 -> 1.0) or not serialise at all (numpy.float32)
                 v = _num(v)
             out[f.name] = v
         return out
@@ -210,6 +212,7 @@ _FLOAT_FIELDS = {
     "noisy_ci_high",
     "relative_drop",
 }
+_OPTIONAL_FLOATS = {"level", "p_value", "p_adjusted"}  # None = not applicable
 
 
 @dataclass(frozen=True)
@@ -300,7 +303,7 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "results") -> RunResult:
-        if d.get("schema") != "robusttest-results":
+        if not isinstance(d, Mapping) or d.get("schema") != "robusttest-results":
             raise ConfigError(f"{source}: not a robusttest results file (no 'schema' key)")
         ver = str(d.get("schema_version", ""))
         if ver.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
@@ -318,7 +321,7 @@ class RunResult:
                 completed=bool(d.get("completed", True)),
                 schema_version=ver,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{source}: malformed results file ({exc!r})") from None
 
     @classmethod
@@ -336,6 +339,10 @@ class RunResult:
             text = p.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{p}: cannot read results ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{p}: not a UTF-8 text file; expected a robusttest results JSON"
+            ) from None
         return cls.from_json(text, str(p))
 
 

@@ -51,6 +51,13 @@ _Loader.add_implicit_resolver(
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
+# YAML 1.1 (PyYAML) reads `1e-3` and `7.5e5` as strings: its floats need a dot and a signed
+# exponent. YAML 1.2 reads them as floats, and so must a suite (`dose: [1e-3]`).
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def read_yaml(text: str) -> Any:
@@ -216,7 +223,16 @@ class Suite:
     ci: float = 0.95
     gates: Gates = field(default_factory=Gates)
     source: str = "<memory>"
-    sha256: str = ""
+    sha256: str = ""  # derived: recomputed on every construction (replace, with_overrides)
+
+    def __post_init__(self) -> None:
+        # A Suite may be built or changed (with_overrides, dataclasses.replace) after the
+        # file was validated: keep the invariants the engine relies on, and keep the hash
+        # in step with the definition it identifies (provenance).
+        v = _V(self.source)
+        v.integer(self.repeats, "repeats", 1, 1000)
+        v.integer(self.seed, "seed", 0)
+        object.__setattr__(self, "sha256", _suite_digest(self))
 
     @property
     def conditions(self) -> list[str]:
@@ -291,6 +307,11 @@ class Suite:
             },
             "source": self.source,
         }
+
+
+def _suite_digest(suite: Suite) -> str:
+    blob = json.dumps({**suite.to_dict(), "source": None}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _plain(g: GateLimits | None) -> dict[str, Any] | None:
@@ -379,13 +400,18 @@ def _parse_noise(v: _V, value: Any) -> tuple[NoiseSpec, ...]:
             lpath = f"{path}.{fam.level_param}[{i}]"
             if isinstance(lv, bool) or not isinstance(lv, (int, float)):
                 raise v.fail(lpath, f"{_show(lv)} is not a number")
+            try:  # the level alone first, so a params error is not blamed on the level
+                fam.check_level(float(lv))
+            except ConfigError as exc:
+                raise v.fail(lpath, str(exc).split(": ", 1)[-1]) from None
             try:
                 spec = NoiseSpec(fam.name, float(lv), dict(params))
             except ConfigError as exc:
                 msg = str(exc)
-                if not str(exc).startswith(f"{fam.name}.{fam.level_param}:"):
-                    raise v.fail(f"{path}.params", msg) from None
-                raise v.fail(lpath, msg.split(": ", 1)[1]) from None
+                for k in params:
+                    if msg.startswith(f"{fam.name}.{k}:"):
+                        raise v.fail(f"{path}.params.{k}", msg.split(": ", 1)[1]) from None
+                raise v.fail(f"{path}.params", msg) from None
             if any(s.slug == spec.slug for s in specs):
                 raise v.fail(lpath, f"{lv} repeats condition {spec.slug}")
             specs.append(spec)
@@ -398,6 +424,8 @@ def parse_suite(doc: Any, source: str = "<memory>") -> Suite:
     m = v.mapping(doc, "(top level)")
     v.keys(m, "", TOP_KEYS)
     name = v.string(m.get("name", Path(source).stem), "name")
+    if m.get("task") is None:
+        raise v.fail("task", f"missing; allowed: {', '.join(TASKS)}")
     task = v.string(m.get("task"), "task", TASKS)
 
     d = v.mapping(m.get("data"), "data")
@@ -490,12 +518,7 @@ def parse_suite(doc: Any, source: str = "<memory>") -> Suite:
         gates=gates,
         source=source,
     )
-    digest = hashlib.sha256(
-        json.dumps({**suite.to_dict(), "source": None}, sort_keys=True).encode()
-    ).hexdigest()
-    from dataclasses import replace
-
-    return replace(suite, sha256=digest)
+    return suite  # sha256 is derived in Suite.__post_init__
 
 
 def select_variant(doc: Any, source: str, task: str | None) -> Any:
@@ -578,66 +601,81 @@ def json_schema() -> dict[str, Any]:
             ],
             "description": fam.summary,
         }
+    metric_names = sorted({m for ms in METRICS_BY_TASK.values() for m in ms})
+    body: dict[str, Any] = {
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "data": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "adapter": {"type": "string"},
+                "root": {"type": ["string", "null"]},
+                "options": {"type": "object"},
+                "limit": {"type": ["integer", "null"], "minimum": 1},
+                "on_bad_image": {"enum": ["error", "skip"]},
+            },
+        },
+        "model": {"type": "object", "propertyNames": {"enum": list(MODEL_KEYS)}},
+        "noise": {"type": "object", "additionalProperties": False, "properties": noise_props},
+        "repeats": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "seed": {"type": "integer", "minimum": 0},
+        "metrics": {  # one name or a list, as parse_suite accepts
+            "oneOf": [
+                {"enum": metric_names},
+                {"type": "array", "items": {"enum": metric_names}},
+            ]
+        },
+        "targets": {
+            "oneOf": [
+                {"type": "string"},
+                {"type": ["array", "null"], "items": {"type": "string"}},
+            ]
+        },
+        "pairwise": {
+            "type": "array",
+            "items": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 2,
+                "maxItems": 2,
+            },
+        },
+        "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+        "bootstrap": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "resamples": {"type": "integer", "minimum": 100},
+                "ci": {"type": "number", "minimum": 0.5, "maximum": 0.999},
+            },
+        },
+        "gates": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "on": {"enum": ["ci", "point"]},
+                "default": gate,
+                "metrics": {"type": "object", "additionalProperties": gate},
+                "conditions": {
+                    "type": "object",
+                    "additionalProperties": {"type": "object", "additionalProperties": gate},
+                },
+            },
+        },
+    }
+    variant = {"type": "object", "additionalProperties": False, "properties": body}
+    has_variant = {"anyOf": [{"required": [t]} for t in TASKS]}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "robusttest suite",
         "type": "object",
         "additionalProperties": False,
-        "required": ["task"],
-        "properties": {
-            "name": {"type": "string"},
-            "description": {"type": "string"},
-            "task": {"enum": list(TASKS)},
-            "data": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "adapter": {"type": "string"},
-                    "root": {"type": ["string", "null"]},
-                    "options": {"type": "object"},
-                    "limit": {"type": ["integer", "null"], "minimum": 1},
-                    "on_bad_image": {"enum": ["error", "skip"]},
-                },
-            },
-            "model": {"type": "object", "propertyNames": {"enum": list(MODEL_KEYS)}},
-            "noise": {"type": "object", "additionalProperties": False, "properties": noise_props},
-            "repeats": {"type": "integer", "minimum": 1, "maximum": 1000},
-            "seed": {"type": "integer", "minimum": 0},
-            "metrics": {
-                "type": "array",
-                "items": {"enum": sorted({m for ms in METRICS_BY_TASK.values() for m in ms})},
-            },
-            "targets": {"type": ["array", "null"], "items": {"type": "string"}},
-            "pairwise": {
-                "type": "array",
-                "items": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "minItems": 2,
-                    "maxItems": 2,
-                },
-            },
-            "threshold": {"type": "number", "minimum": 0, "maximum": 1},
-            "bootstrap": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "resamples": {"type": "integer", "minimum": 100},
-                    "ci": {"type": "number", "minimum": 0.5, "maximum": 0.999},
-                },
-            },
-            "gates": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "on": {"enum": ["ci", "point"]},
-                    "default": gate,
-                    "metrics": {"type": "object", "additionalProperties": gate},
-                    "conditions": {
-                        "type": "object",
-                        "additionalProperties": {"type": "object", "additionalProperties": gate},
-                    },
-                },
-            },
-        },
+        # either a single-task suite (`task:`), or one body per task beside shared keys
+        # (the model card's task picks one, e.g. suites/paper-2509.25265.yaml)
+        "oneOf": [
+            {"required": ["task"], "not": has_variant},
+            {"not": {"required": ["task"]}, **has_variant},
+        ],
+        "properties": {**body, "task": {"enum": list(TASKS)}, **{t: variant for t in TASKS}},
     }

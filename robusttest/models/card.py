@@ -1,0 +1,393 @@
+"""The model card: everything robusttest must know to feed a model and read its outputs.
+
+A card travels with the model file (ONNX ``metadata_props``, a TorchScript or ``.pt2``
+extra file ``robusttest_card.json``) so that ``pytest --model zoo.onnx`` needs no other
+flag; a suite's ``model:`` section can supply or override any field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast, get_args
+
+from robusttest.errors import ConfigError, ModelError
+
+Task = Literal["segmentation", "classification"]
+Activation = Literal["sigmoid", "softmax", "none"]
+
+TASKS: tuple[str, ...] = get_args(Task)
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+
+#: Prefix of the card's keys in ONNX ``metadata_props`` (values are JSON).
+METADATA_PREFIX = "robusttest."
+#: Name of the card inside TorchScript / torch.export archives (its content is ``to_dict()`` JSON).
+CARD_FILENAME = "robusttest_card.json"
+#: Bumped when the stored layout changes incompatibly; readers accept what they know.
+CARD_FORMAT = "1"
+
+# Fields a card cannot do without; the descriptive ones default to "unknown".
+REQUIRED_FIELDS: tuple[str, ...] = (
+    "task",
+    "input_size",
+    "channels",
+    "mean",
+    "std",
+    "output_activation",
+)
+MAX_INPUT_SIDE = 16384
+
+
+class FrozenMap(Mapping[str, str]):
+    """A small immutable, hashable, picklable str→str mapping (for ``ModelCard.extra``)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        self._items: dict[str, str] = dict(sorted((items or {}).items()))
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._items.items()))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return dict(self._items) == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._items!r})"
+
+    def __getstate__(self) -> dict[str, str]:
+        return self._items
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        self._items = dict(state)
+
+
+def _fail(name: str, value: object, allowed: str) -> ConfigError:
+    return ConfigError(f"model card {name}: {value!r} is not allowed; {allowed}")
+
+
+def _as_int(name: str, value: object, allowed: str) -> int:
+    # bool is an int subclass; True as a channel count is a typo, not a 1
+    if isinstance(value, bool):
+        raise _fail(name, value, allowed)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise _fail(name, value, allowed)
+
+
+def _as_float(name: str, value: object, allowed: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(name, value, allowed)
+    v = float(value)
+    if not math.isfinite(v):
+        raise _fail(name, value, allowed)
+    return v
+
+
+def _as_names(name: str, value: object) -> tuple[str, ...]:
+    allowed = "give a list of distinct, non-empty strings"
+    # a bare string would otherwise be split into characters
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise _fail(name, value, allowed)
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise _fail(name, value, allowed)
+        out.append(item.strip())
+    dupes = sorted({n for n in out if out.count(n) > 1})
+    if dupes:
+        raise ConfigError(
+            f"model card {name}: {value!r} lists {', '.join(dupes)} more than once; "
+            "each output needs its own name"
+        )
+    return tuple(out)
+
+
+def _per_channel(name: str, value: object, channels: int, *, positive: bool) -> tuple[float, ...]:
+    kind = "positive finite number" if positive else "finite number"
+    allowed = f"give one {kind}" + (f" or {channels} (one per channel)" if channels > 1 else "")
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    vals = tuple(_as_float(name, v, allowed) for v in items)
+    if len(vals) == 1 and channels > 1:
+        vals = vals * channels  # one value for all channels
+    if len(vals) != channels or (positive and any(v <= 0 for v in vals)):
+        raise _fail(name, value, allowed)
+    return vals
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelCard:
+    """How to feed a model and read its outputs.
+
+    ``mean``/``std`` apply after scaling pixels to [0, 1] (``(x - mean) / std``, per
+    channel; one value is broadcast). ``output_activation`` is what turns the raw
+    outputs into probabilities; ``"none"`` means the model already outputs them.
+    """
+
+    task: Task
+    input_size: tuple[int, int]
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    output_activation: Activation
+    labels: tuple[str, ...] = ()
+    structures: tuple[str, ...] = ()
+    name: str = ""
+    version: str = ""
+    training_data: str = ""
+    extra: Mapping[str, str] = field(default_factory=FrozenMap)
+
+    def __post_init__(self) -> None:
+        # Normalise as well as check, so cards built from YAML/JSON (lists, ints) compare
+        # equal to cards built in Python.
+        def put(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        if self.task not in TASKS:
+            raise _fail("task", self.task, f"use one of {', '.join(TASKS)}")
+        if self.output_activation not in ACTIVATIONS:
+            raise _fail(
+                "output_activation",
+                self.output_activation,
+                f"use one of {', '.join(ACTIVATIONS)} (none = the model outputs probabilities)",
+            )
+        size_allowed = f"give [height, width] in pixels, each 1..{MAX_INPUT_SIDE}, or one number"
+        size: object = self.input_size
+        sides = [size, size] if isinstance(size, (int, float)) else size
+        if not isinstance(sides, (list, tuple)) or len(sides) != 2:
+            raise _fail("input_size", size, size_allowed)
+        hw = tuple(_as_int("input_size", s, size_allowed) for s in sides)
+        if not all(1 <= s <= MAX_INPUT_SIDE for s in hw):
+            raise _fail("input_size", size, size_allowed)
+        put("input_size", hw)
+        channels = _as_int("channels", self.channels, "use 1 (grey) or 3 (grey repeated as RGB)")
+        if channels not in (1, 3):
+            raise _fail("channels", self.channels, "use 1 (grey) or 3 (grey repeated as RGB)")
+        put("channels", channels)
+        put("mean", _per_channel("mean", self.mean, channels, positive=False))
+        put("std", _per_channel("std", self.std, channels, positive=True))
+        put("labels", _as_names("labels", self.labels))
+        put("structures", _as_names("structures", self.structures))
+        if self.task == "classification" and not self.labels:
+            raise ConfigError(
+                "model card labels: a classification model needs its output labels, in "
+                "output order (e.g. labels: [Pneumothorax, Effusion])"
+            )
+        if self.task == "segmentation" and not self.structures:
+            raise ConfigError(
+                "model card structures: a segmentation model needs the structure of each "
+                "output channel, in order (e.g. structures: [lungs])"
+            )
+        for name in ("name", "version", "training_data"):
+            if not isinstance(getattr(self, name), str):
+                raise _fail(name, getattr(self, name), "give a string")
+        put("extra", _as_extra(self.extra))
+
+    # -- conversions -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (tuples become lists); ``from_dict`` inverts it."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelCard:
+        """Build from ``to_dict()`` output (or any mapping of field names, e.g. YAML)."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"model card: expected a mapping of fields, got {data!r}")
+        unknown = sorted(set(data) - set(field_names()))
+        if unknown:
+            raise ConfigError(
+                f"model card: unknown field(s) {', '.join(unknown)}; "
+                f"known fields: {', '.join(field_names())}"
+            )
+        missing = [f for f in REQUIRED_FIELDS if f not in data]
+        if missing:
+            raise ConfigError(f"model card: missing field(s) {', '.join(missing)}")
+        return cls(**dict(data))
+
+    def with_overrides(self, **fields: Any) -> ModelCard:
+        """A copy with some fields replaced (validated like a new card)."""
+        unknown = sorted(set(fields) - set(field_names()))
+        if unknown:
+            raise ConfigError(
+                f"model card: unknown field(s) {', '.join(unknown)}; "
+                f"known fields: {', '.join(field_names())}"
+            )
+        return dataclasses.replace(self, **fields)
+
+    def to_metadata(self) -> dict[str, str]:
+        """ONNX ``metadata_props`` entries: ``robusttest.<field>`` → JSON value."""
+        meta = {f"{METADATA_PREFIX}{k}": json.dumps(v) for k, v in self.to_dict().items()}
+        meta[f"{METADATA_PREFIX}card_format"] = json.dumps(CARD_FORMAT)
+        return meta
+
+    @classmethod
+    def from_metadata(
+        cls,
+        metadata: Mapping[str, str],
+        *,
+        source: str | os.PathLike[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> ModelCard:
+        """Read a card from ONNX-style metadata, with optional field overrides.
+
+        Problems are reported as ModelError naming ``source`` (the model file).
+        """
+        fields = card_fields_from_metadata(metadata, source=source)
+        return build_card(fields, overrides, source=source)
+
+    def describe(self) -> str:
+        """One line for logs and reports."""
+        outs = self.labels if self.task == "classification" else self.structures
+        return (
+            f"{self.name or 'model'} {self.version}".strip()
+            + f": {self.task} of {', '.join(outs)}; input {self.channels}×"
+            f"{self.input_size[0]}×{self.input_size[1]}, activation {self.output_activation}"
+        )
+
+
+def _as_extra(value: object) -> FrozenMap:
+    if isinstance(value, FrozenMap):
+        return value
+    if not isinstance(value, Mapping):
+        raise _fail("extra", value, "give a mapping of strings to strings")
+    items: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(k, str):
+            raise _fail("extra", value, "keys must be strings")
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, (int, float)):
+            v = str(v)  # YAML turns 0.5 into a float; keep the string form
+        if not isinstance(v, str):
+            raise _fail("extra", value, f"value of {k!r} must be a string")
+        items[k] = v
+    return FrozenMap(items)
+
+
+def field_names() -> tuple[str, ...]:
+    """All ModelCard field names, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(ModelCard))
+
+
+def _where(source: str | os.PathLike[str] | None) -> str:
+    return f"{os.fspath(source)}: " if source is not None else ""
+
+
+def card_fields_from_metadata(
+    metadata: Mapping[str, str], *, source: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """The card fields found in ``metadata`` (possibly none), JSON-decoded, unvalidated."""
+    known = set(field_names())
+    fields: dict[str, Any] = {}
+    for key, raw in metadata.items():
+        if not key.startswith(METADATA_PREFIX):
+            continue
+        name = key[len(METADATA_PREFIX) :]
+        if name not in known:
+            continue  # card_format, or a field from a newer robusttest: ignore
+        try:
+            fields[name] = json.loads(raw)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(
+                f"{_where(source)}model card entry {key!r} is not valid JSON ({exc}): {raw!r}; "
+                "re-export with robusttest.models.export_onnx or override the field in the "
+                "suite's model: section"
+            ) from None
+    return fields
+
+
+def card_fields_from_json(
+    text: str | bytes, *, source: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """The card fields stored as ``to_dict()`` JSON (TorchScript / .pt2 extra file)."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(
+            f"{_where(source)}{CARD_FILENAME} is not valid JSON ({exc}); re-save with "
+            "robusttest.models.save_torchscript / save_pt2"
+        ) from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{_where(source)}{CARD_FILENAME} must hold a JSON object, got {data!r}")
+    known = set(field_names())
+    return {k: v for k, v in data.items() if k in known}
+
+
+def build_card(
+    fields: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    source: str | os.PathLike[str] | None = None,
+) -> ModelCard:
+    """Merge a stored card's fields with user overrides and validate.
+
+    Overrides win. A missing required field or a bad value is a ModelError that names
+    ``source`` and says how to supply the field.
+    """
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(field_names()))
+    if unknown:
+        raise ConfigError(
+            f"{_where(source)}unknown model card field(s) {', '.join(unknown)} in the "
+            f"overrides; known fields: {', '.join(field_names())}"
+        )
+    merged = {**fields, **overrides}
+    if not merged.get("name") and source is not None:  # unnamed: call it after its file
+        merged["name"] = os.path.splitext(os.path.basename(os.fspath(source)))[0]
+    missing = [f for f in REQUIRED_FIELDS if f not in merged]
+    task = merged.get("task")
+    if task == "classification" and "labels" not in merged:
+        missing.append("labels")
+    elif task == "segmentation" and "structures" not in merged:
+        missing.append("structures")
+    elif task is None:
+        missing.append("labels (classification) or structures (segmentation)")
+    if missing:
+        stored = "has no robusttest model card" if not fields else "has an incomplete model card"
+        raise ModelError(
+            f"{_where(source)}model {stored}; missing: {', '.join(missing)}. Give them in the "
+            "suite's model: section (e.g. model: {path: ..., task: classification, "
+            "input_size: [224, 224], channels: 3, mean: [0.485, 0.456, 0.406], "
+            "std: [0.229, 0.224, 0.225], labels: [Effusion], output_activation: sigmoid}), "
+            "or export the model with robusttest.models.export_onnx(model, path, card)"
+        )
+    try:
+        return ModelCard(**merged)
+    except ConfigError as exc:
+        raise ModelError(f"{_where(source)}{exc}") from None
+    except TypeError as exc:  # e.g. a field given a value of a shape we cannot even read
+        raise ModelError(f"{_where(source)}model card: {exc}") from None
+
+
+def card_from_any(value: ModelCard | Mapping[str, Any]) -> ModelCard:
+    """Accept a ModelCard or a mapping of its fields."""
+    if isinstance(value, ModelCard):
+        return value
+    return ModelCard.from_dict(cast(Mapping[str, Any], value))

@@ -1,0 +1,685 @@
+"""The HTML report: one self-contained file, a pure function of a ``RunResult``.
+
+Works offline (inline CSS, inline SVG, images as ``data:`` URIs, no scripts at all) and a
+Content-Security-Policy forbids every network fetch and every script, so a hostile string
+that slipped past the escaping still could not run. Every string that comes from the
+result (labels, ids, captions, messages, provenance) goes through :func:`_e`.
+
+Layout, for a reader with one minute: the verdict and the failed gates first, a one-line
+"how to read this", then per task the degradation curves, a heat map of the grid, the
+table of cases and the image gallery; provenance and run facts last for the auditor.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from robusttest.fsutil import atomic_write_text
+from robusttest.report.plots import Series, curve_svg
+from robusttest.results import CLEAN, CaseResult, GalleryItem, RunResult
+
+VERDICT_TEXT = {
+    "pass": ("✓", "pass"),
+    "fail": ("✗", "fail"),
+    "no-gate": ("·", "no gate"),
+    "error": ("!", "error"),
+}
+# Banner colours: white text on each passes WCAG AA (≥ 4.5:1).
+BANNER = {"passed": "#1A7F37", "failed": "#B42318", "incomplete": "#B54708"}
+HEAT_SCALE = 0.20  # relative drop at which the heat-map colour saturates
+_B64_PNG = re.compile(r"^iVBORw0KGgo[A-Za-z0-9+/]*={0,2}$")
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+
+# --- small formatting helpers ------------------------------------------------------------
+def _e(x: Any) -> str:
+    """Escape anything for HTML text and attribute values."""
+    return html.escape(str(x), quote=True)
+
+
+def _ok(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _fmt(x: float | None, sig: int = 4) -> str:
+    """3–4 significant digits; an undefined value as an em dash."""
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:.{sig}g}"
+
+
+def _fmt_signed(x: float | None, sig: int = 3) -> str:
+    if x is None or not math.isfinite(x):
+        return "—"
+    if abs(x) < 1e-12:  # float noise from subtracting equal means: print an honest 0
+        return "0"
+    return f"{x:+.{sig}g}".replace("-", "−")
+
+
+def _fmt_p(p: float | None) -> str:
+    if p is None or not math.isfinite(p):
+        return "—"
+    return "<0.0001" if p < 1e-4 else f"{p:.2g}"
+
+
+def _fmt_ci(lo: float, hi: float) -> str:
+    if not (_ok(lo) and _ok(hi)):
+        return "—"
+    return f"[{_fmt_signed(lo)}, {_fmt_signed(hi)}]"
+
+
+def _fmt_seconds(x: Any) -> str:
+    if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x):
+        m, s = divmod(float(x), 60.0)
+        return f"{x:.1f} s" + (f" ({int(m)} min {s:.0f} s)" if m >= 1 else "")
+    return _e(x)
+
+
+def _badge(verdict: str) -> str:
+    sym, text = VERDICT_TEXT.get(verdict, ("?", verdict))
+    cls = verdict if verdict in VERDICT_TEXT else "error"
+    return (
+        f'<span class="badge v-{_e(cls)}"><span aria-hidden="true">{sym}</span> {_e(text)}</span>'
+    )
+
+
+def _json_pre(x: Any) -> str:
+    return f"<pre>{_e(json.dumps(x, indent=2, sort_keys=True, default=str))}</pre>"
+
+
+def _value(x: Any) -> str:
+    """A provenance/run value: scalars as text, containers as compact JSON."""
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return _e(f"{x:g}")
+    if isinstance(x, (str, int, bool)):
+        return _e(x)
+    return f"<code>{_e(json.dumps(x, sort_keys=True, default=str))}</code>"
+
+
+def _get(d: Any, *path: str) -> Any:
+    for k in path:
+        if not isinstance(d, Mapping) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def _unique(xs: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(xs))
+
+
+# --- grouping ------------------------------------------------------------------------------
+def _tasks(result: RunResult) -> list[str]:
+    return _unique([c.task for c in result.cases] + [g.task for g in result.gallery])
+
+
+def _conditions(cases: Sequence[CaseResult], gallery: Sequence[GalleryItem]) -> list[str]:
+    """Clean first, then the conditions in the suite's order (the order of the cases)."""
+    conds = _unique([CLEAN, *(c.condition for c in cases), *(g.condition for g in gallery)])
+    has = {c.condition for c in cases} | {g.condition for g in gallery}
+    return [c for c in conds if c in has]
+
+
+def _panels(cases: Sequence[CaseResult]) -> list[tuple[str, str, list[CaseResult]]]:
+    """(target, metric, cases) in order of first appearance."""
+    keys = _unique([f"{c.target}\x00{c.metric}" for c in cases])
+    out = []
+    for k in keys:
+        target, metric = k.split("\x00", 1)
+        out.append(
+            (target, metric, [c for c in cases if c.target == target and c.metric == metric])
+        )
+    return out
+
+
+def _series(cases: Sequence[CaseResult]) -> tuple[CaseResult | None, list[Series]]:
+    baseline = next((c for c in cases if c.is_baseline), None)
+    noisy = [c for c in cases if not c.is_baseline]
+    fams = _unique([c.noise or c.condition for c in noisy])
+    return baseline, [
+        Series(f, tuple(c for c in noisy if (c.noise or c.condition) == f)) for f in fams
+    ]
+
+
+# --- sections ------------------------------------------------------------------------------
+def _image_counts(result: RunResult) -> tuple[int, int | None]:
+    """(images finished, images planned or None when the result does not say)."""
+    done = _get(result.provenance, "data", "n_images")
+    if not isinstance(done, int):
+        done = len({(r.task, r.image_id) for r in result.records})
+    total = result.run.get("n_images_total", _get(result.provenance, "data", "n_images_total"))
+    return done, total if isinstance(total, int) else None
+
+
+def _banner(result: RunResult) -> str:
+    counts = result.counts()
+    failed = result.failed
+    if not result.completed:
+        state, word, sym = "incomplete", "INCOMPLETE", "⚠"
+    elif failed:
+        state, word, sym = "failed", "FAILED", "✗"
+    else:
+        state, word, sym = "passed", "PASSED", "✓"
+    n_gated = counts["pass"] + counts["fail"] + counts["error"]
+    parts = [
+        f"<b>{counts['pass']}</b> passed",
+        f"<b>{counts['fail']}</b> failed",
+        f"<b>{counts['no-gate']}</b> ungated (reported only)",
+    ]
+    if counts["error"]:
+        parts.append(f"<b>{counts['error']}</b> errors (undefined metric)")
+    lines = [
+        f'<section id="verdict" class="banner b-{state}" aria-label="verdict">',
+        f'<div class="verdict-word"><span aria-hidden="true">{sym}</span> {word}</div>',
+        f'<div class="verdict-counts">{" · ".join(parts)} — {len(result.cases)} cases, '
+        f"{n_gated} gated</div>",
+    ]
+    if not result.completed:
+        done, total = _image_counts(result)
+        of = f"{done} of {total}" if total is not None else f"{done} (of an unknown number of)"
+        err = result.run.get("error")
+        why = f" ({_e(err)})" if err else ""
+        lines.append(
+            f'<p class="incomplete"><b>incomplete: {of} images finished</b>{why}. The numbers '
+            "below cover only the finished images; an incomplete run never counts as a pass.</p>"
+        )
+    if failed:
+        lines.append(f'<h2 class="failed-h">Failed gates ({len(failed)})</h2><ul class="failed">')
+        for c in failed:
+            lines.append(
+                f"<li>{_badge(c.verdict)} <code>{_e(c.task)}</code> / <code>{_e(c.case_id)}</code>"
+                f": {_e(c.message)}" + (f" <i>({_e(c.reason)})</i>" if c.reason else "") + "</li>"
+            )
+        lines.append("</ul>")
+    lines.append("</section>")
+    return "\n".join(lines)
+
+
+HOW_TO_READ = (
+    '<p class="howto"><b>How to read this.</b> Each case runs the model on the same images '
+    "clean and with one kind and level of noise. <b>Drop</b> is how much worse the metric gets "
+    "under noise (positive = worse, in the metric's units), with its bootstrap confidence "
+    "interval over patients. A gate <b>passes</b> when its limit holds (on the CI bound unless "
+    "the suite says <i>point</i>). p is Holm-adjusted across the grid. Verdicts: ✓ pass, ✗ fail, "
+    "· no gate (reported only), ! error (metric undefined).</p>"
+)
+
+
+def _case_table(target: str, metric: str, cases: Sequence[CaseResult]) -> str:
+    hib = cases[0].higher_is_better
+    rows = []
+    for c in cases:
+        noisy = _fmt(c.noisy)
+        if c.reason and not _ok(c.noisy):
+            noisy = f'— <span class="reason">{_e(c.reason)}</span>'
+        level = "" if c.level is None else f' <span class="lvl">({_e(f"{c.level:g}")})</span>'
+        pts = f"{c.n} images, {c.n_patients} patients, {c.repeats} noise repeat(s)"
+        ptitle = f"{c.test or 'no test'}; unadjusted p {_fmt_p(c.p_value)}"
+        rows.append(
+            f'<tr class="r-{_e(c.verdict)}" title="{_e(c.message)}">'
+            f"<td><code>{_e(c.condition)}</code></td>"
+            f"<td>{_e(c.severity or ('baseline' if c.is_baseline else '—'))}{level}</td>"
+            f'<td class="num">{_fmt(c.clean)}</td><td class="num">{noisy}</td>'
+            f'<td class="num">{"—" if c.is_baseline else _fmt_signed(c.drop)}</td>'
+            f'<td class="num">{"—" if c.is_baseline else _fmt_ci(c.ci_low, c.ci_high)}</td>'
+            f'<td class="num" title="{_e(ptitle)}">{_fmt_p(c.p_adjusted)}</td>'
+            f"<td>{_e(c.gate.describe()) if c.gate is not None else '—'}</td>"
+            f'<td class="num" title="{_e(pts)}">{c.n}</td>'
+            f"<td>{_badge(c.verdict)}</td></tr>"
+        )
+    better = "higher is better" if hib else "lower is better"
+    return (
+        f'<h4>{_e(metric)} · {_e(target)} <span class="muted">({better})</span></h4>'
+        '<div class="scroll"><table class="cases"><thead><tr>'
+        "<th>Condition</th><th>Severity (level)</th><th>Clean</th><th>Noisy</th><th>Drop</th>"
+        "<th>Drop CI</th><th>p (Holm)</th><th>Gate</th><th>n</th><th>Verdict</th>"
+        "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
+    )
+
+
+def _heat_colour(t: float) -> tuple[str, str]:
+    """(background, text) for t in [-1, 1]: blue = better, white = same, red = worse (RdBu)."""
+    t = max(-1.0, min(1.0, t))
+    mid, red, blue = (247, 247, 247), (178, 24, 43), (33, 102, 172)
+    end = red if t > 0 else blue
+    a = abs(t)
+    rgb = tuple(round(m + (e - m) * a) for m, e in zip(mid, end, strict=True))
+    return "#{:02x}{:02x}{:02x}".format(*rgb), ("#ffffff" if a > 0.6 else "#111111")
+
+
+def _heatmap(cases: Sequence[CaseResult]) -> str:
+    noisy = [c for c in cases if not c.is_baseline]
+    if not noisy:
+        return ""
+    conds = _unique([c.condition for c in noisy])
+    fam_of = {c.condition: c.noise or c.condition for c in noisy}
+    lvl_of = {c.condition: c for c in noisy}
+    fams = _unique([fam_of[c] for c in conds])
+    conds = [c for f in fams for c in conds if fam_of[c] == f]  # columns grouped by family
+    head1 = "".join(
+        f'<th colspan="{sum(1 for c in conds if fam_of[c] == f)}" class="fam">{_e(f)}</th>'
+        for f in fams
+    )
+    head2 = "".join(
+        f'<th title="{_e(c)}">{_e(_fmt(lvl_of[c].level) if lvl_of[c].level is not None else c)}</th>'
+        for c in conds
+    )
+    rows = []
+    for target, metric, pcases in _panels(cases):
+        by_cond = {c.condition: c for c in pcases}
+        base = by_cond.get(CLEAN)
+        clean = base.noisy if base is not None else next((c.clean for c in pcases), math.nan)
+        cells = []
+        for cond in conds:
+            c = by_cond.get(cond)
+            if c is None:
+                cells.append('<td class="heat empty"></td>')
+                continue
+            sym = VERDICT_TEXT.get(c.verdict, ("?", ""))[0]
+            if _ok(c.relative_drop):
+                bg, fg = _heat_colour(c.relative_drop / HEAT_SCALE)
+            else:
+                bg, fg = "#d0d0d0", "#111111"
+            cells.append(
+                f'<td class="heat" style="background:{bg};color:{fg}" '
+                f'title="{_e(c.case_id)}: {_e(c.message)}">'
+                f'<span class="sym">{sym}</span><br>{_fmt_signed(c.drop, 2)}</td>'
+            )
+        rows.append(
+            f'<tr><th class="rowh">{_e(metric)} · {_e(target)}</th>'
+            f'<td class="num">{_fmt(clean)}</td>{"".join(cells)}</tr>'
+        )
+    return (
+        '<div class="scroll"><table class="heatmap"><thead>'
+        f'<tr><th rowspan="2">metric · target</th><th rowspan="2">clean</th>{head1}</tr>'
+        f"<tr>{head2}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+        '<p class="legend">Cell text: drop (positive = worse) and verdict (✓ pass, ✗ fail, '
+        "· no gate, ! error). Colour: relative drop, "
+        '<span class="sw" style="background:#b2182b"></span> worse … '
+        '<span class="sw" style="background:#f7f7f7"></span> unchanged … '
+        '<span class="sw" style="background:#2166ac"></span> better, '
+        f"saturating at ±{HEAT_SCALE:.0%}; grey: undefined.</p>"
+    )
+
+
+def _img(item: GalleryItem, cls: str = "") -> str:
+    b64 = item.overlay_png or item.image_png
+    alt = item.caption or f"{item.image_id} {item.condition}"
+    if not _B64_PNG.match(b64):
+        return f'<div class="noimg">image not available</div><span class="sr">{_e(alt)}</span>'
+    return f'<img class="{_e(cls)}" alt="{_e(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _short_caption(item: GalleryItem) -> str:
+    """The caption without its leading 'image id · condition · ' (the grid says those)."""
+    cap = item.caption
+    for prefix in (f"{item.image_id} · {item.condition} · ", f"{item.image_id} · "):
+        if cap.startswith(prefix):
+            return cap[len(prefix) :]
+    return cap
+
+
+def _cond_header(cond: str, cases: Sequence[CaseResult]) -> str:
+    """'quantum<br>0.25' for a noisy condition the cases describe, else the condition id."""
+    c = next((c for c in cases if c.condition == cond), None)
+    if c is None or c.noise is None or c.level is None:
+        return f"<code>{_e(cond)}</code>"
+    return f'<span title="{_e(cond)}">{_e(c.noise)}<br>{_e(f"{c.level:g}")}</span>'
+
+
+def _gallery(
+    items: Sequence[GalleryItem], conds: Sequence[str], cases: Sequence[CaseResult]
+) -> str:
+    samples = [g for g in items if g.kind == "sample"]
+    worst = [g for g in items if g.kind == "worst"]
+    if not samples and not worst:
+        return ""
+    out = ["<h3>Images</h3>"]
+    if any(g.overlay_png for g in items):
+        out.append(
+            '<p class="legend">Outlines: <span class="sw" style="background:#ff4040"></span> model '
+            'prediction, <span class="sw" style="background:#40dc40"></span> ground truth.</p>'
+        )
+    if samples:
+        cols = [c for c in conds if any(g.condition == c for g in samples)]
+        ids = _unique([g.image_id for g in samples])
+        at = {(g.image_id, g.condition): g for g in samples}
+        head = "".join(f"<th>{_cond_header(c, cases)}</th>" for c in cols)
+        rows = []
+        for i in ids:
+            cells = []
+            for c in cols:
+                g = at.get((i, c))
+                if g is None:
+                    cells.append("<td></td>")
+                else:
+                    cells.append(
+                        f"<td><figure>{_img(g)}<figcaption>{_e(_short_caption(g))}"
+                        "</figcaption></figure></td>"
+                    )
+            rows.append(f'<tr><th class="rowh"><code>{_e(i)}</code></th>{"".join(cells)}</tr>')
+        out.append(
+            '<h4>Sample images at every condition</h4><div class="scroll"><table class="gallery">'
+            f"<thead><tr><th>image</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+            "</table></div>"
+        )
+    if worst:
+        order = {c: k for k, c in enumerate(conds)}
+        worst = sorted(worst, key=lambda g: order.get(g.condition, len(order)))
+        figs = "".join(
+            f'<figure class="worst"><div class="wc"><code>{_e(g.condition)}</code></div>{_img(g)}'
+            f"<figcaption>{_e(g.caption)}</figcaption></figure>"
+            for g in worst
+        )
+        out.append(
+            "<h4>Worst case per condition</h4>"
+            '<p class="muted">The image with the worst metric under each condition (noise repeat 0).'
+            f'</p><div class="strip">{figs}</div>'
+        )
+    return "\n".join(out)
+
+
+def _curves(task_idx: int, cases: Sequence[CaseResult]) -> str:
+    figs = []
+    for k, (target, metric, pcases) in enumerate(_panels(cases)):
+        baseline, series = _series(pcases)
+        if not series:
+            continue
+        svg = curve_svg(
+            f"{metric} · {target}",
+            metric,
+            pcases[0].higher_is_better,
+            baseline,
+            series,
+            fig_id=f"t{task_idx}f{k}",
+        )
+        figs.append(f'<figure class="plot">{svg}</figure>')
+    if not figs:
+        return ""
+    return (
+        "<h3>Degradation curves</h3>"
+        "<p class=\"muted\">Metric against severity step (each family's levels in the suite's "
+        "order, labelled under the axis); shaded: CI of the noisy metric; ✗ marks a failed gate."
+        f'</p><div class="plots">{"".join(figs)}</div>'
+    )
+
+
+def _task_section(idx: int, task: str, result: RunResult) -> str:
+    cases = [c for c in result.cases if c.task == task]
+    items = [g for g in result.gallery if g.task == task]
+    counts = {v: sum(1 for c in cases if c.verdict == v) for v in VERDICT_TEXT}
+    summary = " · ".join(
+        f"{counts[v]} {VERDICT_TEXT[v][1]}"
+        for v in ("pass", "fail", "no-gate", "error")
+        if counts[v]
+    )
+    tables = "".join(_case_table(t, m, pc) for t, m, pc in _panels(cases))
+    return "\n".join(
+        [
+            f'<section class="task" id="task-{idx}">',
+            f'<h2>Task <code>{_e(task)}</code> <span class="muted">{_e(summary)}</span></h2>',
+            _curves(idx, cases),
+            "<h3>Heat map of the grid</h3>" + _heatmap(cases) if cases else "",
+            "<h3>Cases</h3>" + tables if cases else "",
+            _gallery(items, _conditions(cases, items), cases),
+            "</section>",
+        ]
+    )
+
+
+_KNOWN_PROV = {"robusttest_version", "model", "suite", "data", "seed", "repeats", "packages"}
+
+
+def _kv_table(rows: Sequence[tuple[str, str]]) -> str:
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows)
+    return f'<table class="kv"><tbody>{body}</tbody></table>'
+
+
+def _section(prov: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    v = prov.get(key)
+    return v if isinstance(v, Mapping) else {}
+
+
+def _provenance_one(prov: Mapping[str, Any]) -> str:
+    model, suite, data = (_section(prov, k) for k in ("model", "suite", "data"))
+    skipped = data.get("skipped") or []
+    pk = prov.get("packages")
+    packages = (
+        " · ".join(f"{_e(k)} {_e(v)}" for k, v in sorted(pk.items()))
+        if isinstance(pk, Mapping)
+        else _value(pk)
+    )
+    rows: list[tuple[str, str]] = [
+        (
+            "model",
+            _value(model.get("path"))
+            + (f" ({_value(model['backend'])})" if model.get("backend") else ""),
+        ),
+        ("model sha256", f"<code>{_value(model.get('sha256'))}</code>"),
+        (
+            "suite",
+            _value(suite.get("name"))
+            + (
+                f' <span class="muted">from {_value(_get(suite, "definition", "source"))}</span>'
+                if _get(suite, "definition", "source")
+                else ""
+            ),
+        ),
+        ("suite sha256", f"<code>{_value(suite.get('sha256'))}</code>"),
+        ("data adapter", _value(data.get("adapter"))),
+        ("data manifest hash", f"<code>{_value(data.get('manifest_hash'))}</code>"),
+        ("images evaluated", _value(data.get("n_images"))),
+        (
+            "images skipped",
+            f"{len(skipped)}"
+            + (
+                f"<details><summary>list</summary>{_json_pre(skipped)}</details>" if skipped else ""
+            ),
+        ),
+        ("seed", _value(prov.get("seed"))),
+        ("noise repeats", _value(prov.get("repeats"))),
+        ("robusttest", _value(prov.get("robusttest_version"))),
+        ("packages", packages),
+    ]
+    for k in sorted(set(prov) - _KNOWN_PROV):
+        rows.append((k, _value(prov[k])))
+    extra = []
+    if model.get("card") is not None:
+        extra.append(f"<details><summary>model card</summary>{_json_pre(model['card'])}</details>")
+    if suite.get("definition") is not None:
+        extra.append(
+            f"<details><summary>suite definition</summary>{_json_pre(suite['definition'])}</details>"
+        )
+    if data.get("describe") is not None:
+        extra.append(
+            f"<details><summary>data description</summary>{_json_pre(data['describe'])}</details>"
+        )
+    return _kv_table(rows) + "".join(extra)
+
+
+def _provenance(prov: Mapping[str, Any]) -> str:
+    runs = prov.get("runs")
+    if isinstance(runs, list) and set(prov) == {"runs"}:
+        parts = [
+            f"<h3>Run {k + 1} of {len(runs)}</h3>"
+            + (_provenance_one(p) if isinstance(p, Mapping) else _value(p))
+            for k, p in enumerate(runs)
+        ]
+    else:
+        parts = [_provenance_one(prov)]
+    return (
+        '<section id="provenance"><h2>Provenance</h2>'
+        '<p class="muted">What was tested, exactly: enough to reproduce the numbers above.</p>'
+        + "".join(parts)
+        + f"<details><summary>full provenance (JSON)</summary>{_json_pre(prov)}</details>"
+        "</section>"
+    )
+
+
+_RUN_ORDER = ("started_at", "finished_at", "seconds_total", "seconds_evaluation", "device", "host")
+
+
+def _run_one(run: Mapping[str, Any]) -> str:
+    keys = [k for k in _RUN_ORDER if k in run] + sorted(set(run) - set(_RUN_ORDER))
+    rows = [(k, _fmt_seconds(run[k]) if k.startswith("seconds") else _value(run[k])) for k in keys]
+    return _kv_table(rows) if rows else '<p class="muted">no run facts recorded</p>'
+
+
+def _run_block(run: Mapping[str, Any]) -> str:
+    runs = run.get("runs")
+    if isinstance(runs, list) and set(run) == {"runs"}:
+        body = "".join(
+            f"<h3>Run {k + 1} of {len(runs)}</h3>"
+            + (_run_one(r) if isinstance(r, Mapping) else _value(r))
+            for k, r in enumerate(runs)
+        )
+    else:
+        body = _run_one(run)
+    return (
+        '<section id="run"><h2>Run</h2><p class="muted">Wall-clock facts: they differ between '
+        f"otherwise identical runs.</p>{body}</section>"
+    )
+
+
+def _title(result: RunResult) -> str:
+    prov = result.provenance
+    runs = prov.get("runs")
+    if isinstance(runs, list) and set(prov) == {"runs"}:
+        return f"{len(runs)} runs: " + ", ".join(str(_get(p, "suite", "name")) for p in runs)
+    model = _get(prov, "model", "path") or "model"
+    suite = _get(prov, "suite", "name") or "suite"
+    return f"{model} on suite {suite}"
+
+
+CSS = """
+:root{--fg:#1b1f24;--muted:#57606a;--line:#d0d7de;--pass:#1A7F37;--fail:#B42318;
+--nogate:#57606a;--error:#9A3412;--bg2:#f6f8fa}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif;
+color:var(--fg);margin:0 auto;max-width:1320px;padding:16px 24px 48px;line-height:1.45;
+font-size:14px;background:#fff}
+h1{font-size:22px;margin:4px 0 2px}h2{font-size:19px;margin:28px 0 8px;
+border-bottom:2px solid var(--line);padding-bottom:4px}h3{font-size:16px;margin:20px 0 6px}
+h4{font-size:14px;margin:14px 0 4px}
+code{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px;
+overflow-wrap:anywhere}
+.muted{color:var(--muted);font-weight:normal;font-size:13px}
+.meta{color:var(--muted);margin:0 0 12px}
+nav{margin:8px 0;font-size:13px}nav a{margin-right:14px;color:#0550ae}
+.banner{color:#fff;border-radius:8px;padding:14px 18px;margin:10px 0 12px}
+.b-passed{background:#1A7F37}.b-failed{background:#B42318}.b-incomplete{background:#B54708}
+.verdict-word{font-size:30px;font-weight:800;letter-spacing:.04em}
+.verdict-counts{font-size:15px;margin-top:2px}
+.banner .failed-h{color:#fff;border:0;font-size:15px;margin:10px 0 4px;padding:0}
+.banner ul.failed{margin:0;padding-left:0;list-style:none;background:#fff;color:var(--fg);
+border-radius:6px;padding:8px 12px;max-height:340px;overflow:auto}
+.banner ul.failed li{margin:3px 0}
+.banner .incomplete{background:#fff;color:var(--fg);border-radius:6px;padding:8px 12px;margin:8px 0 0}
+.howto{background:var(--bg2);border-left:4px solid #0969da;padding:8px 12px;margin:8px 0}
+.badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;font-weight:700;
+white-space:nowrap;border:1px solid currentColor}
+.v-pass{color:var(--pass)}.v-fail{color:#fff;background:var(--fail);border-color:var(--fail)}
+.v-no-gate{color:var(--nogate);font-weight:500}.v-error{color:#fff;background:var(--error)}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;font-size:13px}
+th,td{padding:3px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+thead th{background:var(--bg2);font-weight:600;white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr.r-fail td{background:#fdecea}tr.r-error td{background:#fff1e6}
+.reason{color:var(--muted);font-size:12px;white-space:normal}
+.lvl{color:var(--muted)}
+table.heatmap td.heat{text-align:center;font-variant-numeric:tabular-nums;white-space:nowrap;
+border:1px solid #fff;min-width:52px;padding:2px 4px;font-size:12.5px;line-height:1.25}
+table.heatmap thead th{text-align:center}
+table.heatmap th.fam{text-align:center;border-left:2px solid #fff}
+table.heatmap td.empty{background:#eee}
+.sym{font-weight:800}
+.sw{display:inline-block;width:12px;height:12px;border:1px solid #999;vertical-align:middle}
+.legend{font-size:12.5px;color:var(--muted)}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:10px}
+figure{margin:0}figure.plot{border:1px solid var(--line);border-radius:6px;padding:4px}
+svg.curve{width:100%;height:auto;display:block}
+table.gallery td,table.gallery th{border:0;padding:3px}
+table.gallery th.rowh{white-space:nowrap;font-size:11.5px;vertical-align:middle}
+table.heatmap th.rowh,table.heatmap td{vertical-align:middle}
+table.gallery thead th{font-size:12px;vertical-align:bottom}
+table.gallery img{width:132px;height:auto;display:block;image-rendering:auto;border-radius:3px}
+figcaption{font-size:11.5px;color:var(--muted);max-width:160px;overflow-wrap:anywhere}
+.strip{display:flex;flex-wrap:wrap;gap:10px}
+figure.worst{border:1px solid var(--line);border-radius:6px;padding:6px;width:160px}
+figure.worst img{width:146px;height:auto;display:block}
+.wc{font-size:12px;margin-bottom:3px}
+.noimg{width:132px;height:132px;background:#eee;color:var(--muted);font-size:12px;
+display:flex;align-items:center;justify-content:center}
+.sr{position:absolute;left:-9999px}
+table.kv th{width:190px;font-weight:600;background:var(--bg2)}
+pre{background:var(--bg2);padding:8px;overflow:auto;max-height:420px;font-size:12px}
+details{margin:6px 0}summary{cursor:pointer;color:#0550ae}
+footer{margin-top:32px;color:var(--muted);font-size:12px;border-top:1px solid var(--line);
+padding-top:8px}
+@media print{.banner{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+pre,.banner ul.failed{max-height:none}}
+"""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def render_html(result: RunResult, *, rendered_at: str | None = None) -> str:
+    """The whole report as one HTML string (a pure function of ``result`` and the stamp)."""
+    stamp = rendered_at if rendered_at is not None else _now()
+    tasks = _tasks(result)
+    runs = result.provenance.get("runs")
+    first = runs[0] if isinstance(runs, list) and runs else result.provenance
+    version = _get(result.provenance, "robusttest_version") or _get(first, "robusttest_version")
+    nav = (
+        " ".join(f'<a href="#task-{k}">{_e(t)}</a>' for k, t in enumerate(tasks))
+        + ' <a href="#provenance">provenance</a> <a href="#run">run</a>'
+    )
+    title = _title(result)
+    state = "INCOMPLETE" if not result.completed else ("FAILED" if result.failed else "PASSED")
+    body = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        '<meta name="generator" content="robusttest">',
+        f"<title>{state} · robusttest · {_e(title)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        "<header>",
+        f"<h1>Noise robustness report: {_e(title)}</h1>",
+        f'<p class="meta">rendered {_e(stamp)}'
+        + (
+            f" · run finished {_e(result.run['finished_at'])}"
+            if result.run.get("finished_at")
+            else ""
+        )
+        + f" · robusttest {_e(version or '?')} · results schema {_e(result.schema_version)}</p>",
+        "</header>",
+        _banner(result),
+        HOW_TO_READ,
+        f"<nav>Contents: {nav}</nav>",
+        *(_task_section(k, t, result) for k, t in enumerate(tasks)),
+        _provenance(result.provenance),
+        _run_block(result.run),
+        "<footer>Generated by robusttest from the saved results only (no model or data "
+        "needed to re-render). Self-contained: works offline; no scripts.</footer>",
+        "</body></html>",
+        "",
+    ]
+    return "\n".join(body)
+
+
+def write_html(result: RunResult, path: str | Path, *, rendered_at: str | None = None) -> Path:
+    """Render and write atomically (a reader never sees half a report)."""
+    return atomic_write_text(path, render_html(result, rendered_at=rendered_at))

@@ -1,0 +1,196 @@
+"""Degradation curves as small inline SVG (matplotlib, no pyplot, no global state).
+
+The SVG must be byte-identical from one render to the next (the re-render test compares
+whole pages), so the hash salt is fixed, the date metadata dropped, text written as
+``<text>`` (no embedded glyphs, so it stays small) and element ids prefixed per figure so
+several figures can live in one HTML document without id clashes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from robusttest.results import CaseResult
+
+# Okabe–Ito: distinguishable with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+# ...and line style + marker per family so the curves survive greyscale printing.
+LINESTYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "*")
+FAIL_COLOUR = "#B42318"
+
+_RC: dict[str, Any] = {
+    "svg.fonttype": "none",
+    "svg.hashsalt": "robusttest",
+    "font.size": 8.0,
+    "font.family": ["DejaVu Sans", "sans-serif"],
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+
+@dataclass(frozen=True)
+class Series:
+    """One noise family's cases for one (task, metric, target), in the suite's level order."""
+
+    noise: str
+    cases: tuple[CaseResult, ...]
+
+
+def _mpl_text(s: str) -> str:
+    """A user string as literal matplotlib text: ``$`` would start mathtext."""
+    return s.replace("$", r"\$")
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _step_label(step: int, series: Sequence[Series]) -> str:
+    """Tick label of severity step ``step`` (1-based): its name, then each family's level."""
+    at = [s.cases[step - 1] for s in series if len(s.cases) >= step]
+    sevs = {c.severity for c in at}
+    head = sevs.pop() if len(sevs) == 1 and None not in sevs else f"step {step}"
+    lines = [str(head)]
+    for c in at:
+        lvl = "?" if c.level is None else f"{c.level:g}"
+        lines.append(f"{c.noise or c.condition} {lvl}")
+    return _mpl_text("\n".join(lines))
+
+
+def curve_svg(
+    title: str,
+    metric: str,
+    higher_is_better: bool,
+    baseline: CaseResult | None,
+    series: Sequence[Series],
+    fig_id: str,
+) -> str:
+    """SVG markup of one metric against severity step, one line per noise family.
+
+    x = 0 is the clean baseline, x = k the k-th level of each family; the band is the CI of
+    the noisy metric; failed gates get a cross so they read without colour.
+    """
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    n_steps = max((len(s.cases) for s in series), default=0)
+    clean = baseline.noisy if baseline is not None else None
+    if clean is None or not math.isfinite(clean):
+        clean = next((c.clean for s in series for c in s.cases if _finite(c.clean)), math.nan)
+    c_lo = baseline.noisy_ci_low if baseline is not None else clean
+    c_hi = baseline.noisy_ci_high if baseline is not None else clean
+    if not (_finite(c_lo) and _finite(c_hi)):
+        c_lo = c_hi = clean
+    with matplotlib.rc_context(cast(Any, _RC)):  # its stub wants Literal keys
+        fig = Figure(figsize=(4.6, 3.1 + 0.12 * max(0, len(series) - 1)), dpi=100)
+        FigureCanvasAgg(fig)  # explicit non-GUI canvas: never touches pyplot's backend
+        ax = fig.add_subplot(1, 1, 1)
+        handles: list[Line2D] = []
+        any_fail = False
+        for i, s in enumerate(series):
+            colour = PALETTE[i % len(PALETTE)]
+            xs = [0.0, *[float(k + 1) for k in range(len(s.cases))]]
+            ys = [clean, *[c.noisy for c in s.cases]]
+            lo = [c_lo, *[c.noisy_ci_low for c in s.cases]]
+            hi = [c_hi, *[c.noisy_ci_high for c in s.cases]]
+            (line,) = ax.plot(
+                xs,
+                ys,
+                color=colour,
+                linestyle=LINESTYLES[i % len(LINESTYLES)],
+                marker=MARKERS[i % len(MARKERS)],
+                markersize=4.5,
+                linewidth=1.6,
+                label=_mpl_text(s.noise),
+            )
+            handles.append(line)
+            ax.fill_between(xs, lo, hi, color=colour, alpha=0.15, linewidth=0)
+            fx = [x for x, c in zip(xs[1:], s.cases, strict=True) if c.verdict in ("fail", "error")]
+            fy = [
+                c.noisy if _finite(c.noisy) else clean
+                for c in s.cases
+                if c.verdict in ("fail", "error")
+            ]
+            if fx:
+                any_fail = True
+                ax.plot(
+                    fx,
+                    fy,
+                    linestyle="none",
+                    marker="X",
+                    markersize=10,
+                    markerfacecolor=FAIL_COLOUR,
+                    markeredgecolor="black",
+                    markeredgewidth=0.8,
+                    zorder=5,
+                )
+        floors = {
+            c.gate.min
+            for s in series
+            for c in s.cases
+            if c.gate is not None and c.gate.min is not None
+        }
+        if baseline is not None and baseline.gate is not None and baseline.gate.min is not None:
+            floors.add(baseline.gate.min)
+        if len(floors) == 1:
+            floor = floors.pop()
+            ax.axhline(floor, color="#555555", linestyle=(0, (2, 2)), linewidth=1.0)
+            handles.append(
+                Line2D([], [], color="#555555", linestyle=(0, (2, 2)), label=f"min gate {floor:g}")
+            )
+        if any_fail:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    linestyle="none",
+                    marker="X",
+                    markersize=8,
+                    markerfacecolor=FAIL_COLOUR,
+                    markeredgecolor="black",
+                    label="gate failed",
+                )
+            )
+        ax.set_xticks(
+            [0, *range(1, n_steps + 1)],
+            ["clean", *[_step_label(k, series) for k in range(1, n_steps + 1)]],
+            fontsize=6.5,
+        )
+        ax.set_xlim(-0.3, n_steps + 0.3)
+        better = "higher is better" if higher_is_better else "lower is better"
+        ax.set_ylabel(_mpl_text(f"{metric} ({better})"))
+        ax.set_title(_mpl_text(title), fontsize=9, loc="left")
+        ax.grid(True, axis="y", color="#dddddd", linewidth=0.6)
+        ax.legend(handles=handles, fontsize=7, frameon=False, loc="best")
+        fig.tight_layout(pad=0.4)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    return _inline(buf.getvalue(), fig_id)
+
+
+_ID_RE = re.compile(r'\bid="([^"]+)"')
+
+
+def _inline(svg: str, prefix: str) -> str:
+    """Strip the XML prologue and make ids unique within the page."""
+    start = svg.find("<svg")
+    svg = svg[start:] if start >= 0 else svg
+    # The RDF metadata and namespace declarations are useless inline (the HTML parser knows
+    # SVG and xlink) and would be the only URLs in the page.
+    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.S)
+    svg = re.sub(r'\s+xmlns(:xlink)?="[^"]*"', "", svg)
+    for old in sorted(set(_ID_RE.findall(svg)), key=len, reverse=True):
+        new = f"{prefix}-{old}"
+        svg = svg.replace(f'id="{old}"', f'id="{new}"')
+        svg = svg.replace(f"#{old})", f"#{new})").replace(f'href="#{old}"', f'href="#{new}"')
+    # Scale with the layout: keep the viewBox, drop the fixed pt size.
+    svg = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", svg, count=1)
+    return svg.replace("<svg", '<svg role="img" class="curve"', 1)
