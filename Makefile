@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 DEMO_DIR ?= robusttest-demo
+DATA ?= $(if $(ROBUSTTEST_DATA),$(ROBUSTTEST_DATA),../shared/data)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench replicate fixtures clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +30,15 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest -n 2 -q
+
+# The paper replication: train the zoo (resumable), run the grid, write docs/replication.md.
+replicate: setup
+	$(BIN)/robusttest zoo train --data $(DATA)
+	$(BIN)/robusttest zoo replicate --data $(DATA)
+
+# Re-train the committed fixture models (seeded).
+fixtures: setup
+	$(BIN)/robusttest zoo fixtures --data $(DATA)
 
 bench: setup
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-only -p no:xdist -q

@@ -183,6 +183,49 @@ def _cmd_zoo_fixtures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_zoo_train(args: argparse.Namespace) -> int:
+    from robusttest.zoo import train_zoo, zoo_configs
+
+    names = args.models.split(",") if args.models else list(zoo_configs())
+    train_zoo(
+        names,
+        Path(args.data),
+        Path(args.out),
+        device=_train_device(args.device),
+        epochs=args.epochs,
+    )
+    return 0
+
+
+def _train_device(device: str) -> str:
+    from robusttest.models import resolve_device
+
+    return resolve_device(device)
+
+
+def _cmd_zoo_replicate(args: argparse.Namespace) -> int:
+    from robusttest import replication as R
+
+    zoo_dir, run_dir = Path(args.zoo), Path(args.runs)
+    names = args.models.split(",") if args.models else None
+    if not args.doc_only:
+        R.run_zoo(
+            zoo_dir,
+            Path(args.data),
+            run_dir,
+            names=names,
+            repeats=args.repeats,
+            limit=args.limit,
+            device=args.device,
+        )
+    results = R.load_runs(run_dir)
+    doc = Path(args.doc)
+    curves = R.plot_curves(results, doc.parent / "img" / "replication_curves.png")
+    R.write_doc(results, R.zoo_metrics(zoo_dir), doc, curves)
+    print(f"wrote {doc} and {curves}")
+    return 0
+
+
 def _register_zoo(sub: Any) -> None:
     zoo = sub.add_parser("zoo", help="train reference models (fixtures, the paper's zoo)")
     zsub = zoo.add_subparsers(dest="zoo_command", metavar="ACTION")
@@ -199,6 +242,27 @@ def _register_zoo(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quick", action="store_true", help="a few epochs only (smoke test)")
     p.set_defaults(func=_cmd_zoo_fixtures)
+
+    data_default = os.environ.get("ROBUSTTEST_DATA", "../shared/data")
+    t = zsub.add_parser("train", help="train the paper's architectures on the public data")
+    t.add_argument("--models", default=None, help="comma list (default: all; see zoo.py)")
+    t.add_argument("--data", default=data_default, help="public corpus root")
+    t.add_argument("--out", default="zoo", help="output folder (default zoo/)")
+    t.add_argument("--epochs", type=int, default=None, help="override each model's epochs")
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    t.set_defaults(func=_cmd_zoo_train)
+
+    r = zsub.add_parser("replicate", help="run the paper's grid over the zoo; write the doc")
+    r.add_argument("--zoo", default="zoo", help="folder of zoo models")
+    r.add_argument("--data", default=data_default, help="public corpus root")
+    r.add_argument("--runs", default="runs/replication", help="where results JSON/HTML go")
+    r.add_argument("--doc", default="docs/replication.md", help="the document to write")
+    r.add_argument("--models", default=None, help="comma list of zoo model names")
+    r.add_argument("--repeats", type=int, default=None, help="override the suite's repeats")
+    r.add_argument("--limit", type=int, default=None, help="first N images only")
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    r.add_argument("--doc-only", action="store_true", help="re-write the doc from saved runs")
+    r.set_defaults(func=_cmd_zoo_replicate)
 
 
 def _cmd_suite_schema(args: argparse.Namespace) -> int:

@@ -413,18 +413,22 @@ def _targets(records: Sequence[ImageRecord], label: str) -> dict[str, int]:
     return {r.image_id: int(r.targets.get(label, 0)) for r in records if r.condition == CLEAN}
 
 
-def _verdict(case: CaseSpec, boot: S.BootstrapResult, metric: str) -> tuple[str, str]:
+def _verdict(
+    case: CaseSpec, boot: S.BootstrapResult, metric: str
+) -> tuple[str, str, tuple[str, ...]]:
     if case.gate is None:
         ctx = f"[{case.condition}]"
         if math.isnan(boot.estimate) and case.condition != CLEAN:
-            return "no-gate", f"{metric} {case.target} {ctx}: undefined ({boot.reason})"
-        return "no-gate", (
+            return "no-gate", f"{metric} {case.target} {ctx}: undefined ({boot.reason})", ()
+        return (
+            "no-gate",
             f"{metric} {case.target} {ctx}: clean {boot.clean:.4g}, noisy {boot.noisy:.4g}, "
             f"drop {boot.estimate:.4g} [{boot.ci:.0%} CI {boot.ci_low:.4g}, {boot.ci_high:.4g}], "
-            f"n={boot.n}; no gate"
+            f"n={boot.n}; no gate",
+            (),
         )
     msgs = []
-    ok = True
+    failed: list[str] = []
     gate = case.gate
     for kind in ("min", "max_drop", "max_relative_drop"):
         limit = getattr(gate, kind)
@@ -438,16 +442,22 @@ def _verdict(case: CaseSpec, boot: S.BootstrapResult, metric: str) -> tuple[str,
             metric=f"{metric} {case.target}",
             context=f"[{case.condition}]",
         )
-        ok = ok and v.passed
+        if not v.passed:
+            failed.append(kind)
         msgs.append(v.explanation)
-    return ("pass" if ok else "fail"), "; ".join(msgs)
+    return ("fail" if failed else "pass"), "; ".join(msgs), tuple(failed)
+
+
+def plan_cases(suite: Suite, plan: TaskPlan) -> list[CaseSpec]:
+    """The grid of one evaluation: targets (and pairwise tasks) × metrics × conditions."""
+    return suite.cases([*plan.case_targets, *(f"{a}-vs-{b}" for a, b in plan.pairwise)])
 
 
 def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> list[CaseResult]:
     """Per-case statistics and verdicts, Holm-adjusted p-values across the grid."""
     results: list[CaseResult] = []
     pairs = {f"{a}-vs-{b}": (a, b) for a, b in plan.pairwise}
-    specs = suite.cases([*plan.case_targets, *pairs])
+    specs = plan_cases(suite, plan)
     clean_cache: dict[str, Any] = {}
     for cs in specs:
         K = 1 if cs.condition == CLEAN else suite.repeats
@@ -475,7 +485,7 @@ def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> l
         else:
             boot, p_value, test = _auroc_case(records, cs, pairs.get(cs.target), K, boot_kw)
             hib = True
-        verdict, message = _verdict(cs, boot, cs.metric)
+        verdict, message, failed = _verdict(cs, boot, cs.metric)
         spec = cs.noise
         results.append(
             CaseResult(
@@ -506,6 +516,7 @@ def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> l
                 verdict=verdict,  # type: ignore[arg-type]
                 message=message,
                 reason=boot.reason,
+                failed_limits=failed,
             )
         )
     # Holm across every noisy case of the grid that has a p-value
@@ -663,6 +674,7 @@ def open_suite_data(suite: Suite, data_root: str | Path | None) -> Dataset:
                 "not set; set it (e.g. ROBUSTTEST_DATA=/path/to/data) or pass --data ROOT"
             )
     opts = dict(suite.data.options)
+    opts.setdefault("task", suite.task)  # e.g. Shenzhen serves lung masks or TB labels
     if suite.data.limit is not None:
         opts["limit"] = suite.data.limit
     return open_dataset(suite.data.adapter, root, **opts)
@@ -764,6 +776,31 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
+def prepare(
+    model: str | Path | ModelRunner,
+    suite: str | Path | Suite | None = None,
+    *,
+    data_root: str | Path | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    seed: int | None = None,
+    repeats: int | None = None,
+    limit: int | None = None,
+) -> tuple[ModelRunner, Suite, Dataset]:
+    """Load the model and suite, apply run-time overrides, open the data (no evaluation)."""
+    if repeats is not None and repeats < 1:
+        raise ConfigError(f"repeats: {repeats} is not >= 1 (K noise repeats per condition)")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit: {limit} is not >= 1")
+    runner, s = load_model_and_suite(model, suite, device=device, threads=threads)
+    s = s.with_overrides(seed=seed, repeats=repeats)
+    if limit is not None:
+        from dataclasses import replace
+
+        s = replace(s, data=replace(s.data, limit=limit))
+    return runner, s, open_suite_data(s, data_root)
+
+
 def run(
     model: str | Path | ModelRunner,
     suite: str | Path | Suite | None = None,
@@ -786,15 +823,16 @@ def run(
     >>> result = robusttest.run("fixtures/models/lungs_tinyunet.onnx")  # doctest: +SKIP
     >>> result.passed, result.counts()                                  # doctest: +SKIP
     """
-    if repeats is not None and repeats < 1:
-        raise ConfigError(f"repeats: {repeats} is not >= 1 (K noise repeats per condition)")
-    runner, s = load_model_and_suite(model, suite, device=device, threads=threads)
-    s = s.with_overrides(seed=seed, repeats=repeats)
-    if limit is not None:
-        from dataclasses import replace
-
-        s = replace(s, data=replace(s.data, limit=limit))
-    dataset = open_suite_data(s, data_root)
+    runner, s, dataset = prepare(
+        model,
+        suite,
+        data_root=data_root,
+        device=device,
+        threads=threads,
+        seed=seed,
+        repeats=repeats,
+        limit=limit,
+    )
     options = EngineOptions(
         batch_size=batch_size,
         workers=workers,

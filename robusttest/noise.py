@@ -99,11 +99,44 @@ def _generators(
 
 
 # --- samplers (per image, own generator) -------------------------------------------------
-def _normal(shape: torch.Size, gens: Sequence[torch.Generator], like: torch.Tensor) -> torch.Tensor:
-    z = torch.empty(shape, dtype=torch.float32, device=like.device)
+def _normal(
+    shape: torch.Size,
+    gens: Sequence[torch.Generator],
+    like: torch.Tensor,
+    skip: Sequence[bool] | None = None,
+) -> torch.Tensor:
+    """N(0, 1) per pixel, image i from gens[i]; images with skip[i] get zeros, no draw."""
+    z = torch.zeros(shape, dtype=torch.float32, device=like.device)
     for i, g in enumerate(gens):
-        torch.randn(shape[1:], generator=g, out=z[i], dtype=torch.float32, device=like.device)
+        if skip is None or not skip[i]:
+            torch.randn(shape[1:], generator=g, out=z[i], dtype=torch.float32, device=like.device)
     return z
+
+
+def _exact_part(
+    k: torch.Tensor,
+    small: torch.Tensor,
+    values: torch.Tensor,
+    gens: Sequence[torch.Generator],
+    draw: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+) -> None:
+    """Overwrite k where ``small`` with exact draws; image i uses gens[i] only.
+
+    The gather and scatter run once for the whole batch (index_select / index_copy_);
+    only the sampler call is per image, so each image's stream depends on that image alone.
+    """
+    n_img = small.shape[0]
+    flat = small.reshape(n_img, -1)
+    counts = flat.sum(1).tolist()
+    if not any(counts):
+        return
+    idx = flat.reshape(-1).nonzero().squeeze(1)  # row-major: grouped by image, in order
+    vals = values.reshape(-1).index_select(0, idx)
+    parts = [
+        draw(part, g) if part.numel() else part
+        for part, g in zip(vals.split(counts), gens, strict=True)
+    ]
+    k.view(-1).index_copy_(0, idx, torch.cat(parts))
 
 
 def sample_binomial(
@@ -116,16 +149,17 @@ def sample_binomial(
 
     ``n`` is N×H×W (float, integral values); image i draws from ``gens[i]`` only.
     """
-    var = n * (a * (1.0 - a))
-    k = _normal(n.shape, gens, n)
-    k.mul_(var.sqrt()).add_(n * a).round_()
-    k = torch.minimum(k.clamp_(min=0.0), n)
-    small = var < min_var
-    for i, g in enumerate(gens):
-        sm = small[i]
-        if bool(sm.any()):
-            counts = n[i][sm]
-            k[i][sm] = torch.binomial(counts, torch.full_like(counts, a), generator=g)
+    q = a * (1.0 - a)
+    small = n < (min_var / q)
+    all_small = small.reshape(small.shape[0], -1).all(1).tolist()
+    k = _normal(n.shape, gens, n, skip=all_small)
+    k.mul_((n * q).sqrt_()).add_(n * a).round_().clamp_(min=0.0)
+    k = torch.minimum(k, n)
+
+    def draw(counts: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return torch.binomial(counts, torch.full_like(counts, a), generator=g)
+
+    _exact_part(k, small, n, gens, draw)
     return k
 
 
@@ -133,13 +167,15 @@ def sample_poisson(
     lam: torch.Tensor, gens: Sequence[torch.Generator], min_var: float = NORMAL_APPROX_MIN_VAR
 ) -> torch.Tensor:
     """Poisson(lam) per pixel; exact where lam < min_var, rounded normal elsewhere."""
-    k = _normal(lam.shape, gens, lam)
-    k.mul_(lam.sqrt()).add_(lam).round_().clamp_(min=0.0)
     small = lam < min_var
-    for i, g in enumerate(gens):
-        sm = small[i]
-        if bool(sm.any()):
-            k[i][sm] = torch.poisson(lam[i][sm], generator=g)
+    all_small = small.reshape(small.shape[0], -1).all(1).tolist()
+    k = _normal(lam.shape, gens, lam, skip=all_small)
+    k.mul_(lam.sqrt()).add_(lam).round_().clamp_(min=0.0)
+
+    def draw(rates: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return torch.poisson(rates, generator=g)
+
+    _exact_part(k, small, lam, gens, draw)
     return k
 
 

@@ -141,6 +141,7 @@ class CaseResult:
     verdict: Verdict
     message: str
     reason: str | None = None  # why a value is NaN, when it is
+    failed_limits: tuple[str, ...] = ()  # gate kinds that failed ("min", "max_drop", ...)
 
     @property
     def is_baseline(self) -> bool:
@@ -148,11 +149,14 @@ class CaseResult:
 
     @property
     def limit(self) -> float | None:
+        """The limit that failed, else the first one set (max_drop, relative, min)."""
         if self.gate is None:
             return None
-        for v in (self.gate.max_drop, self.gate.max_relative_drop, self.gate.min):
+        kinds = (*self.failed_limits, "max_drop", "max_relative_drop", "min")
+        for kind in kinds:
+            v = getattr(self.gate, kind, None)
             if v is not None:
-                return v
+                return float(v)
         return None
 
     def properties(self) -> dict[str, str]:
@@ -172,6 +176,7 @@ class CaseResult:
             "ci_low": s(self.ci_low),
             "ci_high": s(self.ci_high),
             "limit": s(self.limit),
+            "gate": self.gate.describe() if self.gate is not None else "",
             "n": str(self.n),
             "verdict": self.verdict,
         }
@@ -198,6 +203,8 @@ class CaseResult:
                 v = GateSpec.from_dict(v) if v is not None else None
             elif f.name in _FLOAT_FIELDS:
                 v = _unnum(v)
+            elif f.name == "failed_limits":
+                v = tuple(v or ())
             kw[f.name] = v
         return cls(**kw)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -268,6 +269,7 @@ class Suite:
         return out
 
     def with_overrides(self, **kw: Any) -> Suite:
+        """A copy with the given fields replaced (None = keep); __post_init__ re-hashes."""
         from dataclasses import replace
 
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
@@ -400,6 +402,8 @@ def _parse_noise(v: _V, value: Any) -> tuple[NoiseSpec, ...]:
             lpath = f"{path}.{fam.level_param}[{i}]"
             if isinstance(lv, bool) or not isinstance(lv, (int, float)):
                 raise v.fail(lpath, f"{_show(lv)} is not a number")
+            if not math.isfinite(lv):  # the open-ended levels (sigma_e, rate) took .inf
+                raise v.fail(lpath, f"{lv} is not a finite number")
             try:  # the level alone first, so a params error is not blamed on the level
                 fam.check_level(float(lv))
             except ConfigError as exc:

@@ -1,0 +1,212 @@
+"""Collectors and items: one item per case of the grid, plus one per baseline comparison.
+
+Items only read results; the session object decides when evaluation happens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_robusttest.session import EvaluationError, PlannedCase, RobustSession, Target
+
+if TYPE_CHECKING:
+    from _pytest._code.code import TerminalRepr
+
+    from robusttest.results import CaseResult
+
+ROOT_NODEID = "robusttest"
+
+
+class GateFailure(Exception):
+    """A case's gate failed; the message is the whole failure report."""
+
+
+class BaselineRegression(Exception):
+    """The run regressed against --robust-baseline."""
+
+
+def _fmt(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:.4g}"
+
+
+def gate_failure_text(case: CaseResult) -> str:
+    """The library's one-line verdict first (pytest's short summary shows the first line),
+    then every number of the case on one line."""
+    lines = [case.message or f"{case.case_id}: {case.verdict}"]
+    gate = case.gate.describe() if case.gate is not None else "no gate"
+    level = f" level={_fmt(case.level)}" if case.level is not None else ""
+    lines.append(
+        f"metric={case.metric} target={case.target} noise={case.noise or 'none'}{level} "
+        f"clean={_fmt(case.clean)} noisy={_fmt(case.noisy)} drop={_fmt(case.drop)} "
+        f"CI=[{_fmt(case.ci_low)}, {_fmt(case.ci_high)}] limit={_fmt(case.limit)} n={case.n}"
+    )
+    lines.append(f"gate: {gate}; verdict: {case.verdict}")
+    if case.reason:
+        lines.append(f"note: {case.reason}")
+    return "\n".join(lines)
+
+
+class _RobustItemBase(pytest.Item):
+    session_obj: RobustSession
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> str | TerminalRepr:
+        # Our own failures carry a complete message: no traceback into the plugin.
+        if isinstance(excinfo.value, (GateFailure, BaselineRegression)):
+            return str(excinfo.value)
+        if isinstance(excinfo.value, EvaluationError):
+            return f"robusttest: {excinfo.value}"
+        return super().repr_failure(excinfo, style=style)
+
+
+class RobustCaseItem(_RobustItemBase):
+    """One case: passes when its gate holds (or it has none), fails with the numbers."""
+
+    def __init__(
+        self,
+        *,
+        session_obj: RobustSession,
+        target: Target,
+        case: PlannedCase,
+        **kw: Any,
+    ) -> None:
+        super().__init__(**kw)
+        self.session_obj = session_obj
+        self.target = target
+        self.case = case
+        self.add_marker("robusttest")
+        self.add_marker(case.family)
+
+    def runtest(self) -> None:
+        result = self.session_obj.result(self.target.key)
+        case = result.case(self.case.case_id)
+        # Properties first, so a failing case has its numbers in the JUnit XML too.
+        for name, value in case.properties().items():
+            self.user_properties.append((name, value))
+        if case.verdict in ("fail", "error"):
+            raise GateFailure(gate_failure_text(case))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        source = Path(self.target.suite_source)
+        return (source if source.is_file() else self.path), None, self.name
+
+
+class BaselineItem(_RobustItemBase):
+    """``robust-baseline[<model>]``: fails listing the regressions against the baseline."""
+
+    def __init__(self, *, session_obj: RobustSession, model: Path, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.session_obj = session_obj
+        self.model = model
+        self.add_marker("robusttest")
+
+    def runtest(self) -> None:
+        try:
+            from robusttest.compare import compare  # being written; optional until then
+        except ImportError:
+            pytest.skip("--robust-baseline: this robusttest has no robusttest.compare yet")
+        from robusttest.results import merge
+
+        base = self.session_obj.baseline
+        assert base is not None
+        new = merge(self.session_obj.results_for_model(self.model))
+        comparison = compare(base, new, tolerance=self.session_obj.settings.baseline_tolerance)
+        if not comparison.ok:
+            # summary first (the short test summary shows the first line), then the cases
+            # that regressed, newly fail or went missing
+            raise BaselineRegression(
+                f"{self.model.name} against {self.session_obj.settings.baseline}: "
+                f"{comparison.summary()}\n{comparison.format_text(all_cases=False)}"
+            )
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.model, None, self.name
+
+
+def _case_items(
+    parent: pytest.Collector, session_obj: RobustSession, target: Target
+) -> Iterable[pytest.Item]:
+    for case in target.cases:
+        yield RobustCaseItem.from_parent(
+            parent,
+            name=session_obj.item_name(target, case),
+            session_obj=session_obj,
+            target=target,
+            case=case,
+        )
+
+
+class RobustSuiteCollector(pytest.Collector):
+    """The cases of the session-level targets that share one suite name."""
+
+    def __init__(self, *, session_obj: RobustSession, targets: list[Target], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.session_obj = session_obj
+        self.targets = targets
+
+    def collect(self) -> Iterable[pytest.Item]:
+        for target in self.targets:
+            yield from _case_items(self, self.session_obj, target)
+
+
+class RobustRootCollector(pytest.Collector):
+    """``robusttest``: suites from --suite (or the card's default) and baseline items.
+
+    A session-level node (not a file), added in pytest_collection_modifyitems so that
+    ``pytest --model m.onnx`` works in an empty folder; its nodeid is fixed so every
+    xdist worker collects the same ids.
+    """
+
+    def __init__(self, *, session_obj: RobustSession, include_suites: bool, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.session_obj = session_obj
+        self.include_suites = include_suites
+
+    def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
+        out: list[pytest.Item | pytest.Collector] = []
+        if self.include_suites:
+            by_suite: dict[str, list[Target]] = {}
+            for t in self.session_obj.session_targets():
+                by_suite.setdefault(t.suite_name, []).append(t)
+            for name, targets in by_suite.items():
+                out.append(
+                    RobustSuiteCollector.from_parent(
+                        self, name=name, session_obj=self.session_obj, targets=targets
+                    )
+                )
+        if self.session_obj.baseline is not None:
+            seen: list[Path] = []
+            for t in self.session_obj.targets:
+                if t.model not in seen:
+                    seen.append(t.model)
+                    out.append(
+                        BaselineItem.from_parent(
+                            self,
+                            name=f"robust-baseline[{t.label}]",
+                            session_obj=self.session_obj,
+                            model=t.model,
+                        )
+                    )
+        return out
+
+
+class RobustSuiteFile(pytest.File):
+    """A suite YAML file given as a test path (``pytest suites/lungs.yaml --model m.onnx``)."""
+
+    def __init__(self, *, session_obj: RobustSession, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.session_obj = session_obj
+
+    def collect(self) -> Iterable[pytest.Item]:
+        for target in self.session_obj.targets_for_file(self.path.resolve()):
+            yield from _case_items(self, self.session_obj, target)

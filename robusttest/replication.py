@@ -1,0 +1,315 @@
+"""Replication of arXiv 2509.25265 on public data with the zoo: runs, tables, curves, doc.
+
+``robusttest zoo replicate`` evaluates every zoo model under the paper's grid (suite
+``paper-2509.25265``; the TB classifier under ``tb``), writes each RunResult (JSON + HTML)
+to a run folder, and regenerates ``docs/replication.md`` with the tables, the curves and the
+side-by-side with the paper's claims.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from robusttest.engine import EngineOptions, evaluate, open_suite_data
+from robusttest.fsutil import atomic_write_text
+from robusttest.models import load_model
+from robusttest.results import CLEAN, CaseResult, RunResult
+from robusttest.suite import Suite, load_suite
+
+PAPER_DICE_DROP = 0.843  # severe electronic (Gaussian) noise, lung segmentation
+PAPER_PTX_ATL_DROP = 0.355  # Pneumothorax-vs-Atelectasis AUROC, quantum (Poisson) noise
+_FOLDER = {"shenzhen": "shenzhen", "montgomery": "montgomery", "nih-cxr14": "nih-cxr14"}
+
+
+def suite_for(card_task: str, labels: Sequence[str]) -> Suite:
+    if card_task == "classification" and tuple(labels) == ("Tuberculosis",):
+        return load_suite("tb", card_task)
+    return load_suite("paper-2509.25265", card_task)
+
+
+def run_zoo(
+    zoo_dir: Path,
+    data_root: Path,
+    run_dir: Path,
+    *,
+    names: Sequence[str] | None = None,
+    repeats: int | None = None,
+    limit: int | None = None,
+    device: str = "auto",
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, RunResult]:
+    """Evaluate each zoo model; results saved as run_dir/<name>.json and .html."""
+    from robusttest.report import write_html
+
+    out: dict[str, RunResult] = {}
+    models = sorted(zoo_dir.glob("*.onnx"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for path in models:
+        name = path.stem
+        if names and name not in names:
+            continue
+        runner = load_model(path, device=device)
+        suite = suite_for(runner.card.task, runner.card.labels)
+        suite = suite.with_overrides(repeats=repeats)
+        if limit is not None:
+            suite = replace(suite, data=replace(suite.data, limit=limit))
+        root = data_root / _FOLDER.get(suite.data.adapter, suite.data.adapter)
+        ds = open_suite_data(suite, root)
+        log(f"{name}: {suite.name} on {len(ds)} images, {len(suite.conditions)} conditions")
+        result = evaluate(runner, suite, ds, EngineOptions(device=device, progress=progress))
+        result.write_json(run_dir / f"{name}.json")
+        write_html(result, run_dir / f"{name}.html")
+        out[name] = result
+    return out
+
+
+# --- the document -------------------------------------------------------------------------
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _headline(result: RunResult) -> list[CaseResult]:
+    """The cases shown per model: Dice/lungs, or the pairwise task / the TB label."""
+    cases = list(result.cases)
+    for want in ("dice",):
+        sel = [c for c in cases if c.metric == want and c.target == "lungs"]
+        if sel:
+            return sel
+    pair = [c for c in cases if "-vs-" in c.target]
+    if pair:
+        return pair
+    return [c for c in cases if c.target == "Tuberculosis"] or cases
+
+
+def _macro(result: RunResult) -> dict[str, tuple[float, float]]:
+    """Mean clean and noisy AUROC over single labels (defined ones), per condition."""
+    acc: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for c in result.cases:
+        if c.metric == "auroc" and "-vs-" not in c.target and not math.isnan(c.noisy):
+            acc[c.condition].append((c.clean, c.noisy))
+    return {
+        k: (sum(a for a, _ in v) / len(v), sum(b for _, b in v) / len(v)) for k, v in acc.items()
+    }
+
+
+def plot_curves(results: dict[str, RunResult], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    names = list(results)
+    cols = 3
+    rows = max(1, math.ceil(len(names) / cols))
+    fig = Figure(figsize=(4.2 * cols, 3.2 * rows))
+    for k, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        cases = _headline(results[name])
+        fams: dict[str, list[CaseResult]] = defaultdict(list)
+        clean = next((c for c in cases if c.condition == CLEAN), None)
+        for c in cases:
+            if c.noise:
+                fams[c.noise].append(c)
+        for fam, cs in sorted(fams.items()):
+            xs = list(range(len(cs) + 1))
+            ys = [clean.noisy if clean else math.nan] + [c.noisy for c in cs]
+            lo = [clean.noisy_ci_low if clean else math.nan] + [c.noisy_ci_low for c in cs]
+            hi = [clean.noisy_ci_high if clean else math.nan] + [c.noisy_ci_high for c in cs]
+            ax.plot(xs, ys, marker="o", label=fam)
+            ax.fill_between(xs, lo, hi, alpha=0.2)
+        metric = cases[0].metric if cases else ""
+        target = cases[0].target if cases else ""
+        ax.set_title(f"{name}: {metric} {target}", fontsize=9)
+        ax.set_xticks(range(6), ["clean", "1", "2", "3", "4", "5"])
+        ax.set_xlabel("severity step", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def write_doc(
+    results: dict[str, RunResult], zoo_metrics: dict[str, Any], doc: Path, curves: Path
+) -> Path:
+    lines: list[str] = []
+    lines += [
+        "# Replication of arXiv 2509.25265 on public data",
+        "",
+        "Generated by `robusttest zoo replicate` from the zoo in `zoo/` (rebuild it with",
+        "`robusttest zoo train`; see the README for the time it takes). Every number below is",
+        "a paired comparison on the same held-out images: clean vs noisy, 95% CIs from a",
+        "patient bootstrap (1000 resamples), noise averaged over the suite's repeats.",
+        "",
+        "## Models and clean performance (held-out split)",
+        "",
+        "| model | task | trained on | train images | epochs | clean metric [95% CI] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in sorted(zoo_metrics.items()):
+        cfg = m.get("config", {})
+        test = m.get("test", {})
+        parts = []
+        for k, v in test.items():
+            if isinstance(v, dict) and "mean" in v:
+                parts.append((k, v))
+        if cfg.get("task") == "classification" and len(parts) > 3:
+            vals = [
+                v["mean"] for _, v in parts if v["mean"] is not None and not math.isnan(v["mean"])
+            ]
+            summary = f"mean AUROC over {len(vals)} labels {_fmt(sum(vals) / max(1, len(vals)))}"
+        else:
+            summary = "; ".join(
+                f"{k} {_fmt(v['mean'])} [{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]"
+                for k, v in parts
+            )
+        lines.append(
+            f"| {name} | {cfg.get('task', '')} | {', '.join(m.get('datasets', []))} | "
+            f"{m.get('train_images', '')} | {cfg.get('epochs', '')} | {summary} |"
+        )
+    lines += ["", f"![degradation curves]({curves.relative_to(doc.parent).as_posix()})", ""]
+    lines += ["## Per model × noise × level", ""]
+    for name, r in results.items():
+        cases = _headline(r)
+        lines += [
+            f"### {name} — {cases[0].metric} {cases[0].target}" if cases else f"### {name}",
+            "",
+            f"{len({x.image_id for x in r.records})} images, suite `{r.provenance['suite']['name']}`, "
+            f"repeats {r.provenance['repeats']}.",
+            "",
+            "| condition | severity | clean | noisy [95% CI] | drop [95% CI] | p (Holm) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in cases:
+            lines.append(
+                f"| {c.condition} | {c.severity or ''} | {_fmt(c.clean)} | {_fmt(c.noisy)} "
+                f"[{_fmt(c.noisy_ci_low)}, {_fmt(c.noisy_ci_high)}] | {_fmt(c.drop)} "
+                f"[{_fmt(c.ci_low)}, {_fmt(c.ci_high)}] | {_fmt(c.p_adjusted, 4)} |"
+            )
+        macro = _macro(r)
+        if len(macro) > 1 and "-vs-" in (cases[0].target if cases else ""):
+            lines += [
+                "",
+                "Mean AUROC over the single labels (defined ones):",
+                "",
+                "| condition | clean | noisy |",
+                "|---|---|---|",
+            ]
+            for cond, (a, b) in macro.items():
+                lines.append(f"| {cond} | {_fmt(a)} | {_fmt(b)} |")
+        lines.append("")
+    lines += claims(results)
+    atomic_write_text(doc, "\n".join(lines) + "\n")
+    return doc
+
+
+def _drop(
+    results: dict[str, RunResult], pred: Callable[[CaseResult], bool]
+) -> list[tuple[str, CaseResult]]:
+    return [(n, c) for n, r in results.items() for c in r.cases if pred(c)]
+
+
+def claims(results: dict[str, RunResult]) -> list[str]:
+    """Side-by-side with the paper's headline claims, numbers computed from the runs."""
+    out = ["## Side by side with the paper", ""]
+    seg = _drop(results, lambda c: c.metric == "dice" and c.condition == "gaussian-sigma0.26")
+    if seg:
+        worst = max(seg, key=lambda t: t[1].drop)
+        out.append(
+            f"- **Dice under severe electronic (Gaussian) noise**: paper drop {PAPER_DICE_DROP}; "
+            f"ours at σ = 0.26 (MedMNIST-C's most severe): "
+            + ", ".join(f"{n} {_fmt(c.drop)} [{_fmt(c.ci_low)}, {_fmt(c.ci_high)}]" for n, c in seg)
+            + f" (largest: {worst[0]})."
+        )
+    ptx = _drop(
+        results,
+        lambda c: "-vs-" in c.target and c.noise == "poisson" and c.condition == "poisson-rate3",
+    )
+    if ptx:
+        out.append(
+            f"- **Pneumothorax-vs-Atelectasis AUROC under quantum (Poisson) noise**: paper drop "
+            f"{PAPER_PTX_ATL_DROP}; ours at rate 3: "
+            + ", ".join(
+                f"{n} {_fmt(c.drop)} [{_fmt(c.ci_low)}, {_fmt(c.ci_high)}] (n={c.n})"
+                for n, c in ptx
+            )
+            + "."
+        )
+    rel_seg = [
+        c.relative_drop
+        for _, c in _drop(results, lambda c: c.metric == "dice" and c.severity == "severe")
+    ]
+    rel_cls = [
+        c.relative_drop
+        for _, c in _drop(results, lambda c: c.metric == "auroc" and c.severity == "severe")
+        if not math.isnan(c.relative_drop)
+    ]
+    if rel_seg and rel_cls:
+        ms, mc = sum(rel_seg) / len(rel_seg), sum(rel_cls) / len(rel_cls)
+        verdict = "agrees" if ms > mc else "does not agree"
+        out.append(
+            f"- **Segmentation more brittle than classification**: mean relative drop at the "
+            f"severe level {ms:.1%} (Dice) vs {mc:.1%} (AUROC); ours {verdict}."
+        )
+    nonmono = []
+    for n, r in results.items():
+        by: dict[tuple[str, str, str], list[CaseResult]] = defaultdict(list)
+        for c in r.cases:
+            if c.noise:
+                by[(c.metric, c.target, c.noise)].append(c)
+        for key, cs in by.items():
+            for a, b in itertools.pairwise(cs):
+                # a later (more severe) level better than an earlier one beyond both CIs
+                better = (
+                    b.noisy_ci_low > a.noisy_ci_high
+                    if a.higher_is_better
+                    else b.noisy_ci_high < a.noisy_ci_low
+                )
+                if better:
+                    nonmono.append(f"{n} {key[0]} {key[1]} {key[2]} {a.condition}→{b.condition}")
+    out.append(
+        "- **Non-monotonic degradation at intermediate levels**: "
+        + (
+            "seen where a more severe level is better beyond both CIs: " + "; ".join(nonmono[:8])
+            if nonmono
+            else "not seen beyond the CIs in our runs (curves are monotone within their CIs)."
+        )
+    )
+    out += [
+        "",
+        "## Where ours differ, and why",
+        "",
+        "- **Data size.** The paper trained on the full public sets; here 358 lung image/mask "
+        "pairs (Montgomery + Shenzhen, 80% by patient hash) and 507 NIH images (a 621-image "
+        "sample enriched for findings) train the zoo, and 58 / 114 held-out images evaluate it. "
+        "CIs are correspondingly wide, and rare NIH labels have few positives.",
+        "- **Training.** No pretrained weights may be downloaded, so every encoder starts from "
+        "random weights, at 128×128 and for a few CPU epochs. Weaker clean models can be more "
+        "or less brittle than the paper's.",
+        "- **Noise definition.** The paper's electronic noise is image-domain Gaussian and its "
+        "quantum noise image-domain Poisson; we run those (`gaussian`, `poisson`) at the "
+        "MedMNIST-C / ImageNet-C ladders, whose 'severe' may differ from the paper's. Beside "
+        "them, the physical `quantum` family (dose reduction by binomial thinning at native "
+        "resolution) is much milder at these image sizes: counts scale with pixel area, and "
+        "the 512² images here have ~0.8 mm pixels.",
+        "",
+    ]
+    return out
+
+
+def load_runs(run_dir: Path) -> dict[str, RunResult]:
+    return {p.stem: RunResult.read(p) for p in sorted(run_dir.glob("*.json"))}
+
+
+def zoo_metrics(zoo_dir: Path) -> dict[str, Any]:
+    p = zoo_dir / "metrics.json"
+    return json.loads(p.read_text()) if p.exists() else {}
