@@ -331,6 +331,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         write_html(result, args.html)
         print(f"wrote {args.html}")
+    if not result.completed:
+        n = len({r.image_id for r in result.records})
+        print(f"INCOMPLETE: interrupted after {n} images; the reports say so")
+        return 130
     counts = result.counts()
     for case in result.failed:
         print(f"FAIL {case.case_id}: {case.message}")
@@ -390,6 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `robusttest compare a b | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:  # an output folder that cannot be created, a full disk...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"robusttest: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +210,8 @@ class Evaluator:
             self._context[condition] = context_key(
                 {
                     "model": self.runner.sha256,
+                    # CUDA and CPU generators give different noise streams
+                    "device": self.device.type,
                     "card": self.runner.card.to_dict(),
                     "data": self.dataset.manifest_hash(),
                     "task": self.plan.task,
@@ -523,8 +525,6 @@ def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> l
     idx = [i for i, r in enumerate(results) if r.p_value is not None]
     if idx:
         adj = S.holm([float(results[i].p_value or 0.0) for i in idx])
-        from dataclasses import replace
-
         for i, a in zip(idx, adj, strict=True):
             results[i] = replace(results[i], p_adjusted=float(a))
     return results
@@ -583,6 +583,7 @@ def _auroc_case(
     nk = s_noisy.T.reshape(-1)
     gk = np.tile(groups, K)
     boot = S.paired_bootstrap_auroc(yk, ck, nk, gk, **boot_kw)
+    boot = replace(boot, n=len(y))  # images, not image × repeat draws
     if cs.condition == CLEAN:
         return boot, None, None
     d = S.delong_paired(y, s_clean, s_noisy[:, 0])
@@ -702,7 +703,7 @@ def evaluate(
         completed, error = False, "interrupted"
     finally:
         close()
-    if not records:
+    if completed and not records:
         raise DataError(
             f"dataset {dataset.name!r} yielded no images"
             + (f" ({len(dataset.skipped)} skipped as unreadable)" if dataset.skipped else "")
@@ -716,7 +717,9 @@ def evaluate(
         records = [r for r in records if r.image_id in full]
     records.sort(key=lambda r: (r.image_id, r.condition, r.repeat))
     t_eval = time.perf_counter() - t0
-    cases = summarise(records, suite, ev.plan)
+    # An interrupt before any image finished leaves nothing to judge: no cases, and the
+    # report says "incomplete: 0 images" rather than failing gates on n = 0.
+    cases = summarise(records, suite, ev.plan) if records else []
     gallery = ev.gallery(records) if completed else []
     provenance = {
         "robusttest_version": __version__,
@@ -736,6 +739,7 @@ def evaluate(
         },
         "seed": suite.seed,
         "repeats": suite.repeats,
+        "device": torch.device(runner.device).type,  # noise streams differ by device type
         "packages": package_versions(),
     }
     run_info = {

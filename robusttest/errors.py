@@ -67,11 +67,12 @@ def check_range(
     lo_s = "-inf" if low is None else f"{low:g}"
     hi_s = "inf" if high is None else f"{high:g}"
     interval = f"{lo_b}{lo_s}, {hi_s}{hi_b}"
-    bad = v != v  # NaN
+    bad = v != v or v in (float("inf"), float("-inf"))  # NaN, ±inf
     if low is not None and (v < low or (low_open and v == low)):
         bad = True
     if high is not None and (v > high or (high_open and v == high)):
         bad = True
     if bad:
-        raise ConfigError(f"{name}: {value!r} is not in {interval}")
+        finite = "; give a finite number" if v in (float("inf"), float("-inf")) else ""
+        raise ConfigError(f"{name}: {value!r} is not in {interval}{finite}")
     return v

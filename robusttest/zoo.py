@@ -399,20 +399,20 @@ def zoo_configs() -> dict[str, tuple[TrainConfig, tuple[str, ...]]]:
     nih = _nih_labels()
     cls: dict[str, Any] = {"task": "classification", "batch_size": 16, "lr": 1e-3}
     return {
-        "unet": (TrainConfig(arch="unet", epochs=12, **_SEG), ("montgomery", "shenzhen")),
-        "deeplabv3": (TrainConfig(arch="deeplabv3", epochs=12, **_SEG), ("montgomery", "shenzhen")),
-        "fpn": (TrainConfig(arch="fpn", epochs=12, **_SEG), ("montgomery", "shenzhen")),
-        "resnet18": (TrainConfig(arch="resnet18", epochs=15, labels=nih, **cls), ("nih-cxr14",)),
+        "unet": (TrainConfig(arch="unet", epochs=10, **_SEG), ("montgomery", "shenzhen")),
+        "deeplabv3": (TrainConfig(arch="deeplabv3", epochs=10, **_SEG), ("montgomery", "shenzhen")),
+        "fpn": (TrainConfig(arch="fpn", epochs=10, **_SEG), ("montgomery", "shenzhen")),
+        "resnet18": (TrainConfig(arch="resnet18", epochs=8, labels=nih, **cls), ("nih-cxr14",)),
         "densenet121": (
-            TrainConfig(arch="densenet121", epochs=15, labels=nih, **cls),
+            TrainConfig(arch="densenet121", epochs=8, labels=nih, **cls),
             ("nih-cxr14",),
         ),
         "efficientnet_b0": (
-            TrainConfig(arch="efficientnet_b0", epochs=15, labels=nih, **cls),
+            TrainConfig(arch="efficientnet_b0", epochs=8, labels=nih, **cls),
             ("nih-cxr14",),
         ),
         "tb-resnet18": (
-            TrainConfig(arch="resnet18", epochs=15, labels=("Tuberculosis",), **cls),
+            TrainConfig(arch="resnet18", epochs=8, labels=("Tuberculosis",), **cls),
             ("montgomery", "shenzhen"),
         ),
     }

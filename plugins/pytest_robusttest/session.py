@@ -332,6 +332,10 @@ class RobustSession:
         self.config.hook.pytest_robusttest_evaluated(
             config=self.config, model=target.model, suite=target.suite_name, result=result
         )
+        if not result.completed:
+            # Ctrl-C: the engine kept what finished; stop the session now, and
+            # pytest_sessionfinish still writes the reports, marked incomplete.
+            raise KeyboardInterrupt
 
     def _cache_dir(self) -> Path | None:
         # Under .pytest_cache (cleared by --cache-clear) rather than the engine's default
