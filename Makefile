@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: setup
 	@mkdir -p $(DEMO_DIR)
 	@printf '[pytest]\n' > $(DEMO_DIR)/pytest.ini
-	cd $(DEMO_DIR) && ../$(BIN)/pytest --model ../fixtures/models/lungs_tinyunet.onnx \
+	cd $(DEMO_DIR) && ../$(BIN)/pytest --model=../fixtures/models/lungs_tinyunet.onnx \
 		--robust-html report.html --robust-json results.json --junitxml junit.xml
 
 lint: setup
