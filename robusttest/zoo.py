@@ -206,12 +206,6 @@ def train(
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
-        msg = f"epoch {epoch + 1}/{cfg.epochs} loss {total / len(x):.4f} ({time.perf_counter() - t0:.1f}s)"
-        if bar is not None:
-            bar.set_postfix_str(msg)
-            bar.update(1)
-        else:
-            log(msg)
         if checkpoint is not None:
             tmp = checkpoint.with_suffix(".tmp")
             torch.save(
@@ -225,6 +219,12 @@ def train(
                 tmp,
             )
             tmp.replace(checkpoint)
+        msg = f"epoch {epoch + 1}/{cfg.epochs} loss {total / len(x):.4f} ({time.perf_counter() - t0:.1f}s)"
+        if bar is not None:
+            bar.set_postfix_str(msg)
+            bar.update(1)
+        else:
+            log(msg)
     if bar is not None:
         bar.close()
     return model.eval().cpu()
