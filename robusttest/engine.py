@@ -31,7 +31,7 @@ from robusttest.data import Dataset, Sample, open_dataset
 from robusttest.errors import ConfigError, DataError, ModelError, RobustTestError
 from robusttest.models import ModelRunner, load_model, postprocess, preprocess
 from robusttest.models.runner import check_outputs
-from robusttest.noise import NoiseSpec, severity_name
+from robusttest.noise import SAMPLER_VERSION, NoiseSpec, severity_name
 from robusttest.results import CLEAN, CaseResult, GalleryItem, ImageRecord, RunResult
 from robusttest.suite import DEFAULT_SUITE_FOR_TASK, CaseSpec, Suite, load_suite
 
@@ -219,6 +219,7 @@ class Evaluator:
                     "metrics": list(self.plan.metrics),
                     "threshold": self.suite.threshold,
                     "seed": self.suite.seed,
+                    "sampler": SAMPLER_VERSION,
                     "noise": None
                     if spec is None
                     else {"name": spec.name, "level": spec.level, "params": dict(spec.params)},

@@ -32,21 +32,42 @@ Physical defaults and where they come from
 * Electronic noise is given in quanta per 0.143 mm detector element; binning m×m
   elements sums m² independent reads, so σ_e scales with spacing / 0.143.
 
-Approximate sampling (documented error bound)
----------------------------------------------
-Binomial and Poisson draws are exact (torch.binomial / torch.poisson) where the count
-variance is below ``NORMAL_APPROX_MIN_VAR`` = 25, and a rounded normal with the same mean
-and variance elsewhere. The approximation keeps the mean exactly and the variance to within
-1/12 of a count (rounding); by the Berry–Esseen bound its distribution function differs
-from the exact one by at most 0.4748·(1−2a(1−a))/σ ≤ 0.095 for σ² ≥ 25 (≤ 0.048 for
-σ² ≥ 100), and by far less in practice (≈ 0.013 at σ² = 25: the skewness term is what
-remains, and it shrinks as 1/σ). In p units the error is far below one 8-bit grey level at
-those counts.
+Sampling: exact and approximate (documented error bounds)
+---------------------------------------------------------
+Where the count variance is below ``NORMAL_APPROX_MIN_VAR`` = 25 the draws are exact:
+
+* Binomial thinning (``quantum``, variant 'thin'): k ~ Binomial(n, a), n integral, a fixed
+  per call. The exact region n·a(1−a) < 25 is n < 25/(a(1−a)): n ≤ 1,275 at a = 0.02,
+  n ≤ 25,025 at a = 0.001. For each a the sampler builds once (cached on CPU, and per device)
+  Walker/Vose alias tables for every n of that region: row n covers the counts lo[n] …
+  lo[n]+K−1, the shortest window that leaves out less than 5×10⁻¹³ in each tail
+  (``ALIAS_TAIL_MASS`` = 10⁻¹² together, from scipy's binomial cdf and sf); K ≤ 70 for the
+  default threshold at any a. One float64 uniform u from the image's own generator gives
+  the column j = ⌊u·K⌋, and its fraction u·K − j keeps j or takes j's alias: one table
+  gather per pixel, ≈ 10 ns on one CPU core where torch.binomial takes ≈ 70–100 ns. The only
+  departures from Binomial(n, a) are the truncated tails (the window is renormalised:
+  total-variation distance < 10⁻¹²) and float64 rounding (each column's keep probability
+  is stored to ≈ 10⁻¹³; u has 2⁻⁵³ resolution). Tables hold at most ``ALIAS_MAX_ROWS`` =
+  65,536 rows and ``ALIAS_MAX_ENTRIES`` = 2²² entries (32 MiB): when the whole exact region
+  does not fit (a(1−a) below about 4×10⁻⁴) an image uses a table sized to its own largest
+  count (rounded up to a power of two), and where even that does not fit, torch.binomial.
+  Either way an image's draws depend only on its own counts and generator, never on the
+  rest of the batch.
+* Poisson (variant 'resample', and the image-domain ``poisson`` family): torch.poisson. The
+  rates are continuous, so there is no finite set of tables to build.
+
+Elsewhere the draw is a rounded normal with the same mean and variance. The approximation
+keeps the mean exactly and the variance to within 1/12 of a count (rounding); by the
+Berry–Esseen bound its distribution function differs from the exact one by at most
+0.4748·(1−2a(1−a))/σ ≤ 0.095 for σ² ≥ 25 (≤ 0.048 for σ² ≥ 100), and by far less in
+practice (≈ 0.013 at σ² = 25: the skewness term is what remains, and it shrinks as 1/σ). In
+p units the error is far below one 8-bit grey level at those counts.
 """
 
 from __future__ import annotations
 
 import abc
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -69,6 +90,9 @@ REFERENCE_SPACING_MM = 0.143
 DEFAULT_FIELD_MM = 430.0
 NORMAL_APPROX_MIN_VAR = 25.0
 COUNT_FLOOR = 0.5  # a pixel that records no photon is read as half a photon, not log(0)
+
+# Bump when the random streams change (same seed, different draws): keys the output cache.
+SAMPLER_VERSION = 2
 
 SEVERITY_NAMES = ("minimal", "mild", "moderate", "marked", "severe")
 
@@ -139,28 +163,232 @@ def _exact_part(
     k.view(-1).index_copy_(0, idx, torch.cat(parts))
 
 
+# --- exact binomial sampler: Walker/Vose alias tables -----------------------------------
+ALIAS_TAIL_MASS = 1e-12  # probability left out of each table row (both tails together)
+ALIAS_MAX_ROWS = 1 << 16  # a table holds counts n = 0 … rows−1; larger needs → torch.binomial
+ALIAS_MAX_ENTRIES = 1 << 22  # rows × width ≤ 4.2M (32 MiB float64); larger → torch.binomial
+
+
+@dataclass(frozen=True)
+class _AliasTable:
+    """Alias tables of Binomial(n, a) for n = 0 … rows−1, one row of ``width`` columns each.
+
+    Row n covers the counts lo[n] … lo[n]+width−1. Entry (n, j) is one float64,
+    ``table[n·width + j] = (d + width) + prob/2``, with d = j − alias[n, j] (an integer,
+    |d| < width, so d + width ≥ 1) and prob ∈ [0, 1] the probability of keeping column j.
+    Truncation to an integer returns d + width exactly, and the remainder is exactly prob/2
+    (Sterbenz: T and its integer part lie within a factor 2), so one gather serves both.
+    ``lo`` (int64) is None when every row starts at 0.
+    """
+
+    a: float
+    rows: int
+    width: int
+    table: torch.Tensor  # float64, rows·width
+    lo: torch.Tensor | None  # int64, rows
+
+    def to(self, device: torch.device) -> _AliasTable:
+        lo = None if self.lo is None else self.lo.to(device)
+        return _AliasTable(self.a, self.rows, self.width, self.table.to(device), lo)
+
+
+def _binomial_windows(a: float, rows: int, tail: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per n < rows the smallest [lo, hi] with P(k < lo) < tail/2 and P(k > hi) < tail/2."""
+    from scipy import stats  # a project dependency; imported here to keep the import light
+
+    n = np.arange(rows)
+    half = tail / 2
+    lo = np.clip(np.nan_to_num(stats.binom.ppf(half, n, a)), 0, n).astype(np.int64)
+    hi = np.clip(np.nan_to_num(stats.binom.isf(half, n, a)), 0, n).astype(np.int64)
+    # ppf/isf are inverted numerically: make both conditions hold and the window minimal
+    for _ in range(4):
+        lo = np.where(stats.binom.cdf(lo - 1, n, a) >= half, lo - 1, lo)
+        lo = np.where((lo < n) & (stats.binom.cdf(lo, n, a) < half), lo + 1, lo)
+        hi = np.where(stats.binom.sf(hi, n, a) >= half, hi + 1, hi)
+        hi = np.where((hi > 0) & (stats.binom.sf(hi - 1, n, a) < half), hi - 1, hi)
+    assert (stats.binom.cdf(lo - 1, n, a) < half).all()
+    assert (stats.binom.sf(hi, n, a) < half).all()
+    return lo, hi
+
+
+def _vose(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vose's alias construction for every row of q (rows × K, each row summing to K) at once.
+
+    Each step pairs, in every row still open, the top of its "small" stack (q < 1) with the
+    top of its "large" stack (q ≥ 1): the small column keeps probability q, the rest of its
+    cell goes to the large one, which may then turn small. At most K steps; the columns left
+    over hold q = 1 up to rounding and keep probability 1.
+    """
+    rows, width = q.shape
+    q = q.copy()
+    small = q < 1.0
+    small_stack = np.argsort(~small, axis=1, kind="stable")  # small columns first
+    large_stack = np.argsort(small, axis=1, kind="stable")  # large columns first
+    n_small = small.sum(1)
+    n_large = width - n_small
+    prob = np.ones((rows, width))
+    alias = np.broadcast_to(np.arange(width), (rows, width)).copy()
+    while True:
+        r = np.nonzero((n_small > 0) & (n_large > 0))[0]
+        if r.size == 0:
+            return prob, alias
+        s = small_stack[r, n_small[r] - 1]
+        big = large_stack[r, n_large[r] - 1]
+        qs = q[r, s]
+        prob[r, s] = qs
+        alias[r, s] = big
+        q_big = q[r, big] + (qs - 1.0)
+        q[r, big] = q_big
+        n_small[r] -= 1
+        turned = q_big < 1.0
+        rt = r[turned]
+        n_large[rt] -= 1
+        small_stack[rt, n_small[rt]] = big[turned]
+        n_small[rt] += 1
+
+
+@functools.lru_cache(maxsize=32)
+def _alias_table_cpu(a: float, rows: int, tail: float = ALIAS_TAIL_MASS) -> _AliasTable | None:
+    """The alias tables of Binomial(n, a), n < rows (CPU); None when they would be too large."""
+    from scipy import stats
+
+    if rows > ALIAS_MAX_ROWS:
+        return None
+    lo, hi = _binomial_windows(a, rows, tail)
+    width = int((hi - lo).max()) + 1
+    if rows * width > ALIAS_MAX_ENTRIES:
+        return None
+    n = np.arange(rows)[:, None]
+    k = lo[:, None] + np.arange(width)[None, :]
+    pmf = np.where(k <= hi[:, None], stats.binom.pmf(k, n, a), 0.0)
+    pmf /= pmf.sum(1, keepdims=True)  # renormalise: the window holds ≥ 1 − tail of the mass
+    prob, alias = _vose(pmf * width)
+    d = np.arange(width)[None, :] - alias
+    table = torch.from_numpy((d + width + 0.5 * prob).reshape(-1))
+    lo_t = torch.from_numpy(lo) if lo.any() else None
+    return _AliasTable(a, rows, width, table, lo_t)
+
+
+@functools.lru_cache(maxsize=32)
+def _alias_table(a: float, rows: int, device: str) -> _AliasTable | None:
+    """As _alias_table_cpu, moved to ``device`` once and kept there."""
+    tab = _alias_table_cpu(a, rows)
+    return tab if tab is None or device == "cpu" else tab.to(torch.device(device))
+
+
+def _alias_draw(n: torch.Tensor, tab: _AliasTable, g: torch.Generator) -> torch.Tensor:
+    """Binomial(n, tab.a) for integral counts 0 ≤ n < tab.rows (1-D), as int64, from g only.
+
+    One float64 uniform per draw: u·width = j + f picks the column j, and its fraction f
+    keeps j (f < prob) or takes the alias. Only casts and binary ops: ATen's float unary
+    kernels (floor, round, sqrt, …) split work above 2048 elements across threads, and on a
+    loaded machine every such parallel region can wait for a descheduled worker.
+    """
+    width = tab.width
+    x = torch.rand(n.shape, dtype=torch.float64, device=n.device, generator=g).mul_(width)
+    j = x.to(torch.int64).clamp_(max=width - 1)  # floor (x ≥ 0); u·width < width anyway
+    f = x.sub_(j)  # uniform on [0, 1), independent of j
+    rows = n.to(torch.int64)
+    t = tab.table.index_select(0, torch.add(j, rows, alpha=width))
+    dw = t.to(torch.int64)  # d + width ≥ 1: truncation is floor
+    p = t.sub_(dw).mul_(2.0)  # exact, see _AliasTable
+    k = j.sub_(dw.sub_(width).mul_(f >= p))  # j, or j − d = alias where f ≥ prob
+    if tab.lo is not None:
+        k.add_(tab.lo.index_select(0, rows))
+    return k
+
+
+def _exact_region_rows(a: float, min_var: float) -> int:
+    """Number of counts n = 0, 1, … with n·a·(1−a) < min_var (the exact region)."""
+    return max(1, math.ceil(min_var / (a * (1.0 - a))))
+
+
+def _table_for(a: float, region: int, high: float, device: str) -> _AliasTable | None:
+    """The alias table an image uses: one per (a, min_var) covering the whole exact region
+    when that fits; otherwise one sized to the image's largest count (a power of two), so
+    its draws still depend on that image alone; None (torch.binomial) when neither fits."""
+    tab = _alias_table(a, region, device) if region <= ALIAS_MAX_ROWS else None
+    if tab is None:
+        rows = 1 << int(min(high, region - 1)).bit_length()
+        if rows < region and rows <= ALIAS_MAX_ROWS:
+            tab = _alias_table(a, rows, device)
+    return tab
+
+
+def _binomial_exact(
+    n: torch.Tensor, a: float, tab: _AliasTable | None, g: torch.Generator
+) -> torch.Tensor:
+    """Exact Binomial(n, a) draws (1-D n, dtype kept) from g: alias tables, or torch.binomial."""
+    if tab is None:
+        return torch.binomial(n, torch.full_like(n, a), generator=g)
+    return _alias_draw(n, tab, g).to(n.dtype)
+
+
+def _value_range(x: torch.Tensor) -> tuple[float, float]:
+    """(min, max) of x as Python floats."""
+    lo, hi = torch.aminmax(x)
+    return float(lo), float(hi)
+
+
+# CPU work unit of the per-image loops: ATen runs element-wise binary ops and casts of
+# ≤ GRAIN_SIZE (32768) elements on the calling thread, so the loops open no parallel region
+# (see _alias_draw), and their temporaries stay in cache
+_CPU_PIECE = 1 << 15
+
+
+def _binomial_normal(n: torch.Tensor, a: float, g: torch.Generator, out: torch.Tensor) -> None:
+    """out ← clamp(a·n + √(a(1−a)n)·z, 0, n), z ~ N(0, 1) from g, NOT yet rounded; out may
+    be n. √v is computed as v·rsqrt(v) (v ≥ 1e-30, so n = 0 gives 0): ATen runs rsqrt on
+    the calling thread, sqrt (and pow) in parallel regions (see _alias_draw)."""
+    var = torch.mul(n, a * (1.0 - a)).clamp_(min=1e-30)
+    z = torch.randn(n.shape, generator=g, dtype=n.dtype, device=n.device)
+    z.mul_(var.rsqrt().mul_(var)).add_(n, alpha=a).clamp_(min=0.0)
+    torch.minimum(z, n, out=out)
+
+
 def sample_binomial(
     n: torch.Tensor,
     a: float,
     gens: Sequence[torch.Generator],
     min_var: float = NORMAL_APPROX_MIN_VAR,
+    *,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Binomial(n, a) per pixel; exact where n·a·(1−a) < min_var, rounded normal elsewhere.
 
-    ``n`` is N×H×W (float, integral values); image i draws from ``gens[i]`` only.
+    ``n`` is N×H×W (float, integral values ≥ 0); image i draws from ``gens[i]`` only, so its
+    counts do not depend on the rest of the batch. The exact draws come from alias tables
+    (module docstring), or from torch.binomial where those would exceed ALIAS_MAX_ROWS rows
+    or ALIAS_MAX_ENTRIES entries. ``out`` (contiguous, n's shape and dtype; may be ``n``
+    itself) receives the counts.
     """
-    q = a * (1.0 - a)
-    small = n < (min_var / q)
-    all_small = small.reshape(small.shape[0], -1).all(1).tolist()
-    k = _normal(n.shape, gens, n, skip=all_small)
-    k.mul_((n * q).sqrt_()).add_(n * a).round_().clamp_(min=0.0)
-    k = torch.minimum(k, n)
-
-    def draw(counts: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        return torch.binomial(counts, torch.full_like(counts, a), generator=g)
-
-    _exact_part(k, small, n, gens, draw)
-    return k
+    k = torch.empty(n.shape, dtype=n.dtype, device=n.device) if out is None else out
+    if a <= 0.0 or a >= 1.0 or n.numel() == 0:
+        return k.zero_() if a <= 0.0 else k.copy_(n)
+    region = _exact_region_rows(a, min_var)  # n < region ⇔ n·a·(1−a) < min_var, n integral
+    flat = n.reshape(n.shape[0], -1)
+    k_flat = k.view(k.shape[0], -1)
+    on_cpu = n.device.type == "cpu"
+    piece = _CPU_PIECE if on_cpu else flat.shape[1]
+    if not on_cpu:  # one piece per image; one synchronisation for the whole batch
+        bounds = list(zip(flat.amin(1).tolist(), flat.amax(1).tolist(), strict=True))
+    device = str(n.device)
+    for i, g in enumerate(gens):
+        n_pieces = flat[i].split(piece)
+        ranges = [_value_range(nc) for nc in n_pieces] if on_cpu else [bounds[i]]
+        lo_i, hi_i = min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
+        tab = _table_for(a, region, hi_i, device) if lo_i < region else None
+        for nc, kc, (lo, hi) in zip(n_pieces, k_flat[i].split(piece), ranges, strict=True):
+            if lo >= region:  # rounded normal only
+                _binomial_normal(nc, a, g, kc)
+            elif hi < region:  # exact only
+                kc.copy_(_binomial_exact(nc, a, tab, g))
+            else:
+                sc = nc < region
+                vals = nc.masked_select(sc)  # a copy: kc may be nc itself
+                _binomial_normal(nc, a, g, kc)
+                kc.masked_scatter_(sc, _binomial_exact(vals, a, tab, g))
+    return k.round_()  # the normal part; exact draws are integers already
 
 
 def sample_poisson(
@@ -338,11 +566,11 @@ class _CountDomain(NoiseFamily):
         else:
             n0 = float(p["photons_per_mm2"]) * spacing_mm.square()
         n0_t = n0.to(device=x.device, dtype=torch.float32).view(-1, 1, 1)
-        k0 = torch.exp(x * -lmax).mul_(n0_t)  # expected full-dose counts
+        k0 = x.mul(-lmax).exp_().mul_(n0_t)  # expected full-dose counts
         if p["variant"] == "resample":
             k = sample_poisson(k0.mul_(dose), gens)
         elif dose < 1.0:
-            k = sample_binomial(k0.round_(), dose, gens)
+            k = sample_binomial(k0.round_(), dose, gens, out=k0)
         else:
             k = k0  # no thinning: the image keeps exactly the noise it holds
         if sigma_ref > 0:
