@@ -1,0 +1,45 @@
+"""Ctrl-C during the evaluation: pytest stops, and the reports still say what finished."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from plugin_helpers import Models, small
+
+# Interrupt the evaluation at its second batch (batch size 2: images 1–2 finish first).
+INTERRUPT_CONFTEST = """
+import robusttest.engine as E
+
+_orig = E.Evaluator._batch_records
+_calls = {"n": 0}
+
+def _interrupting(self, batch, cache):
+    _calls["n"] += 1
+    if _calls["n"] > 1:
+        raise KeyboardInterrupt
+    yield from _orig(self, batch, cache)
+
+E.Evaluator._batch_records = _interrupting
+"""
+
+
+def test_ctrl_c_writes_an_incomplete_report(project: pytest.Pytester, models: Models) -> None:
+    project.makeconftest(INTERRUPT_CONFTEST)
+    result = project.runpytest_inprocess(
+        *small(models.seg, "--robust-batch-size=2", "--robust-no-cache"),
+        "--robust-json=r.json",
+        "--robust-html=r.html",
+        no_reraise_ctrlc=True,  # the inner session's Ctrl-C must not stop this one
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    doc = json.loads((project.path / "r.json").read_text())
+    assert doc["completed"] is False
+    assert doc["run"]["error"] == "interrupted"
+    assert sorted({r["image_id"] for r in doc["records"]}) == [
+        "phantom-0-00000",
+        "phantom-0-00001",
+    ]
+    assert all(c["n"] == 2 for c in doc["cases"])
+    html = (project.path / "r.html").read_text()
+    assert "INCOMPLETE" in html.upper()
