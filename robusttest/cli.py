@@ -221,7 +221,8 @@ def _cmd_zoo_replicate(args: argparse.Namespace) -> int:
     results = R.load_runs(run_dir)
     doc = Path(args.doc)
     curves = R.plot_curves(results, doc.parent / "img" / "replication_curves.png")
-    R.write_doc(results, R.zoo_metrics(zoo_dir), doc, curves)
+    native = R.load_runs(Path(args.native_runs)) if args.native_runs else None
+    R.write_doc(results, R.zoo_metrics(zoo_dir), doc, curves, native)
     print(f"wrote {doc} and {curves}")
     return 0
 
@@ -262,6 +263,11 @@ def _register_zoo(sub: Any) -> None:
     r.add_argument("--limit", type=int, default=None, help="first N images only")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     r.add_argument("--doc-only", action="store_true", help="re-write the doc from saved runs")
+    r.add_argument(
+        "--native-runs",
+        default=None,
+        help="saved runs with image-domain noise at native resolution, for a comparison table",
+    )
     r.set_defaults(func=_cmd_zoo_replicate)
 
 

@@ -29,7 +29,7 @@ from robusttest import stats as S
 from robusttest.cache import OutputCache, context_key, default_cache_dir
 from robusttest.data import Dataset, Sample, open_dataset
 from robusttest.errors import ConfigError, DataError, ModelError, RobustTestError
-from robusttest.models import ModelRunner, load_model, postprocess, preprocess
+from robusttest.models import ModelRunner, load_model, postprocess, preprocess, resize
 from robusttest.models.runner import check_outputs
 from robusttest.noise import SAMPLER_VERSION, NoiseSpec, severity_name
 from robusttest.results import CLEAN, CaseResult, GalleryItem, ImageRecord, RunResult
@@ -161,14 +161,47 @@ class Evaluator:
                 self.conditions.append((spec.slug, spec, r))
         self._context: dict[str, str] = {}
 
+    # --- noise ------------------------------------------------------------------------------
+    def noisy(
+        self,
+        x: torch.Tensor,
+        spec: NoiseSpec | None,
+        ids: Sequence[str],
+        repeat: int,
+        spacing: Sequence[float | None],
+    ) -> torch.Tensor:
+        """The model's view of a batch under one condition (N×H×W in [0, 1]).
+
+        Noise goes in at native resolution, unless the suite asks for the family at the
+        model's input size (``at: model``): then the batch is resized first and the pixel
+        spacing scaled with it, so the physical families stay consistent.
+        """
+        if spec is None:
+            return x
+        if self.suite.noise_at.get(spec.name) == "model":
+            h, w = x.shape[-2:]
+            size = self.runner.card.input_size
+            x = resize(x.unsqueeze(1), size)[:, 0].clamp_(0.0, 1.0)
+            scale = max(h / size[0], w / size[1])
+            spacing = [None if s is None else s * scale for s in spacing]
+        return spec.apply(
+            x, seed=self.suite.seed, image_ids=ids, repeat=repeat, pixel_spacing_mm=spacing
+        )
+
     # --- per-image outputs --------------------------------------------------------------
-    def infer(self, x: torch.Tensor, ids: Sequence[str]) -> torch.Tensor:
-        """x: N×H×W in [0, 1] on the device → probabilities (N×T×H×W or N×T) on the device."""
+    def infer(
+        self, x: torch.Tensor, ids: Sequence[str], out_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """x: N×H×W in [0, 1] on the device → probabilities (N×T×H×W or N×T) on the device.
+
+        Segmentation maps come back at ``out_size`` (the masks' size; default x's size).
+        """
         card = self.runner.card
         raw = self.runner(preprocess(x.unsqueeze(1), card))
         check_outputs(raw, ids, source=self.runner.path)
-        out_size = (x.shape[-2], x.shape[-1]) if card.task == "segmentation" else None
-        probs = postprocess(raw, card, out_size=out_size)
+        seg = card.task == "segmentation"
+        size = (out_size or (x.shape[-2], x.shape[-1])) if seg else None
+        probs = postprocess(raw, card, out_size=size)
         idx = [self.plan.channel_index[t] for t in self.plan.targets]
         return probs[:, idx]
 
@@ -257,19 +290,9 @@ class Evaluator:
             else:
                 if x is None:
                     x = torch.from_numpy(np.stack([s.image for s in batch])).to(self.device)
-                xin = (
-                    x
-                    if spec is None
-                    else spec.apply(
-                        x,
-                        seed=self.suite.seed,
-                        image_ids=ids,
-                        repeat=repeat,
-                        pixel_spacing_mm=spacing,
-                    )
-                )
+                xin = self.noisy(x, spec, ids, repeat, spacing)
                 with torch.inference_mode():
-                    probs = self.infer(xin, ids)
+                    probs = self.infer(xin, ids, out_size=(x.shape[-2], x.shape[-1]))
                 scored = self.score(probs, batch)
                 if cache is not None:
                     cache.put_many(
@@ -346,19 +369,10 @@ class Evaluator:
                 ids = [i for i, _ in group]
                 ss = [samples[i] for i in ids]
                 x = torch.from_numpy(np.stack([s.image for s in ss])).to(self.device)
-                xin = (
-                    x
-                    if spec is None
-                    else spec.apply(
-                        x,
-                        seed=self.suite.seed,
-                        image_ids=ids,
-                        repeat=0,
-                        pixel_spacing_mm=[s.pixel_spacing_mm for s in ss],
-                    )
-                )
+                xin = self.noisy(x, spec, ids, 0, [s.pixel_spacing_mm for s in ss])
                 with torch.inference_mode():
-                    probs = self.infer(xin, ids).float().cpu().numpy()
+                    out = self.infer(xin, ids, out_size=(x.shape[-2], x.shape[-1]))
+                    probs = out.float().cpu().numpy()
                 imgs = xin.float().cpu().numpy()
                 for j, ((image_id, kind), sample) in enumerate(zip(group, ss, strict=True)):
                     v = value_of.get((image_id, cond), math.nan)

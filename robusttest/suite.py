@@ -223,6 +223,9 @@ class Suite:
     resamples: int = 1000
     ci: float = 0.95
     gates: Gates = field(default_factory=Gates)
+    # family -> "model": noise added after resizing to the model's input (the convention
+    # of most ML robustness papers) instead of at the image's native resolution
+    noise_at: Mapping[str, str] = field(default_factory=dict)
     source: str = "<memory>"
     sha256: str = ""  # derived: recomputed on every construction (replace, with_overrides)
 
@@ -289,7 +292,13 @@ class Suite:
             },
             "model": dict(self.model),
             "noise": [
-                {"noise": n.name, "level": n.level, "params": dict(n.params)} for n in self.noise
+                {
+                    "noise": n.name,
+                    "level": n.level,
+                    "params": dict(n.params),
+                    "at": self.noise_at.get(n.name, "native"),
+                }
+                for n in self.noise
             ],
             "metrics": list(self.metrics),
             "targets": list(self.targets) if self.targets is not None else None,
@@ -366,9 +375,13 @@ def _parse_gate(v: _V, value: Any, path: str) -> GateLimits | None:
     return kw
 
 
-def _parse_noise(v: _V, value: Any) -> tuple[NoiseSpec, ...]:
+NOISE_AT = ("native", "model")
+
+
+def _parse_noise(v: _V, value: Any) -> tuple[tuple[NoiseSpec, ...], dict[str, str]]:
     m = v.mapping(value, "noise")
     specs: list[NoiseSpec] = []
+    at: dict[str, str] = {}
     for name, entry in m.items():
         path = f"noise.{name}"
         try:
@@ -383,8 +396,10 @@ def _parse_noise(v: _V, value: Any) -> tuple[NoiseSpec, ...]:
             params: Mapping[str, Any] = {}
         else:
             e = v.mapping(entry, path)
-            v.keys(e, path, (fam.level_param, "ladder", "params"))
+            v.keys(e, path, (fam.level_param, "ladder", "params", "at"))
             params = v.mapping(e.get("params"), f"{path}.params")
+            if v.string(e.get("at", "native"), f"{path}.at", NOISE_AT) == "model":
+                at[fam.name] = "model"
             if fam.level_param in e:
                 raw = e[fam.level_param]
                 levels = raw if isinstance(raw, list) else [raw]
@@ -419,7 +434,7 @@ def _parse_noise(v: _V, value: Any) -> tuple[NoiseSpec, ...]:
             if any(s.slug == spec.slug for s in specs):
                 raise v.fail(lpath, f"{lv} repeats condition {spec.slug}")
             specs.append(spec)
-    return tuple(specs)
+    return tuple(specs), at
 
 
 def parse_suite(doc: Any, source: str = "<memory>") -> Suite:
@@ -478,7 +493,7 @@ def parse_suite(doc: Any, source: str = "<memory>") -> Suite:
     for k in gm:
         if k not in metrics:
             raise v.fail(f"gates.metrics.{k}", f"not a metric of this suite ({', '.join(metrics)})")
-    noise = _parse_noise(v, m.get("noise"))
+    noise, noise_at = _parse_noise(v, m.get("noise"))
     slugs = {n.slug for n in noise} | {n.name for n in noise}
     gc = v.mapping(g.get("conditions"), "gates.conditions")
     conditions: dict[str, dict[str, GateLimits | None]] = {}
@@ -511,6 +526,7 @@ def parse_suite(doc: Any, source: str = "<memory>") -> Suite:
         data=data,
         model=model,
         noise=noise,
+        noise_at=noise_at,
         metrics=metrics,
         targets=targets,
         pairwise=tuple(pairs),
@@ -599,6 +615,7 @@ def json_schema() -> dict[str, Any]:
                             ]
                         },
                         "ladder": {"enum": list(fam.ladders)},
+                        "at": {"enum": list(NOISE_AT)},
                         "params": {"type": "object"},
                     },
                 },
