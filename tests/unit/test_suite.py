@@ -547,6 +547,7 @@ def test_to_dict_is_json_and_complete(tmp_path: Path) -> None:
         "noise": "gaussian",
         "level": 0.1,
         "params": {},
+        "at": "native",
     }
     assert d["bootstrap"] == {"resamples": 1000, "ci": 0.95}
     assert d["source"] == str(tmp_path / "s.yaml")
