@@ -504,7 +504,15 @@ class _CountDomain(NoiseFamily):
 
     defaults: ClassVar[dict[str, ParamValue]] = _COUNT_DEFAULTS
 
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        # the parameter the level sets is not also a free parameter
+        cls.defaults = {k: v for k, v in _COUNT_DEFAULTS.items() if k != cls.level_param}
+
     def check_params(self, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+        lp = self.level_param
+        if lp in params:
+            raise ConfigError(f"{self.name}.{lp}: set {lp} through the level, not a parameter")
         out = super().check_params(params)
         check_range(
             f"{self.name}.photons_per_mm2", float(out["photons_per_mm2"]), 0, None, low_open=True
@@ -545,9 +553,9 @@ class _CountDomain(NoiseFamily):
             "sigma_e_pixel": sigma_ref * spacing_mm / REFERENCE_SPACING_MM,
         }
 
-    @abc.abstractmethod
     def _resolved(self, level: float, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
         """Params with the level written into its parameter."""
+        return {**params, self.level_param: level}
 
     def _apply(
         self,
@@ -597,20 +605,9 @@ class Quantum(_CountDomain):
         "stress": (0.01, 0.005, 0.002, 0.001),
     }
     higher_is_worse = False
-    defaults: ClassVar[dict[str, ParamValue]] = {
-        k: v for k, v in _COUNT_DEFAULTS.items() if k != "dose"
-    }
 
     def check_level(self, level: float) -> float:
         return check_range("quantum.dose", level, 0.0, 1.0, low_open=True)
-
-    def check_params(self, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
-        if "dose" in params:
-            raise ConfigError("quantum.dose: set the dose through the level, not a parameter")
-        return super().check_params(params)
-
-    def _resolved(self, level: float, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
-        return {**params, "dose": level}
 
     def is_identity(self, level: float, params: Mapping[str, ParamValue]) -> bool:
         return (
@@ -638,20 +635,9 @@ class Electronic(_CountDomain):
         "default": (5.0, 10.0, 20.0, 50.0, 100.0),
         "stress": (200.0, 500.0),
     }
-    defaults: ClassVar[dict[str, ParamValue]] = {
-        k: v for k, v in _COUNT_DEFAULTS.items() if k != "sigma_e"
-    }
 
     def check_level(self, level: float) -> float:
         return check_range("electronic.sigma_e", level, 0.0, None)
-
-    def check_params(self, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
-        if "sigma_e" in params:
-            raise ConfigError("electronic.sigma_e: set sigma_e through the level, not a parameter")
-        return super().check_params(params)
-
-    def _resolved(self, level: float, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
-        return {**params, "sigma_e": level}
 
     def is_identity(self, level: float, params: Mapping[str, ParamValue]) -> bool:
         # variant='resample' redraws Poisson counts even at dose 1 with no read noise

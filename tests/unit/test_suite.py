@@ -187,7 +187,7 @@ def test_params_errors_point_at_params_not_the_level(tmp_path: Path) -> None:
     msg = load_error(tmp_path, BASE + "noise:\n  quantum: {dose: [0.5], params: {lmax: -1}}\n")
     assert msg == "noise.quantum.params.lmax: -1.0 is not in (0, 50]"
     msg = load_error(tmp_path, BASE + "noise:\n  quantum: {dose: [0.5], params: {dose: 0.3}}\n")
-    assert msg.startswith("noise.quantum.params.dose: set the dose through the level")
+    assert msg.startswith("noise.quantum.params.dose: set dose through the level")
     msg = load_error(tmp_path, BASE + "noise:\n  gaussian: {sigma: 0.1, params: {foo: 1}}\n")
     assert msg.startswith("noise.gaussian.params: gaussian: unknown parameter(s) foo")
 
@@ -561,3 +561,20 @@ def test_robusttest_suites_env_overrides_a_builtin(
     assert builtin_suites()["lungs"] == tmp_path / "lungs.yaml"
     assert load_suite("lungs").name == "mine"
     assert "findings" in builtin_suites()  # the others are still found
+
+
+def test_noise_at_is_validated_and_kept(tmp_path: Path) -> None:
+    from robusttest.suite import parse_suite
+
+    doc = {
+        "task": "segmentation",
+        "noise": {"gaussian": {"sigma": [0.1], "at": "model"}, "quantum": {"dose": [0.5]}},
+    }
+    s = parse_suite(doc, "at.yaml")
+    assert s.noise_at == {"gaussian": "model"}
+    assert [n["at"] for n in s.to_dict()["noise"]] == ["model", "native"]
+    doc["noise"] = {"gaussian": {"sigma": [0.1], "at": "input"}}
+    with pytest.raises(
+        SuiteError, match=r"at\.yaml: noise\.gaussian\.at: 'input' is not one of native, model"
+    ):
+        parse_suite(doc, "at.yaml")
