@@ -255,7 +255,12 @@ class Evaluator:
                     "sampler": SAMPLER_VERSION,
                     "noise": None
                     if spec is None
-                    else {"name": spec.name, "level": spec.level, "params": dict(spec.params)},
+                    else {
+                        "name": spec.name,
+                        "level": spec.level,
+                        "params": dict(spec.params),
+                        "at": self.suite.noise_at.get(spec.name, "native"),
+                    },
                 }
             )
         return self._context[condition]

@@ -454,6 +454,11 @@ def test_cache_reuses_outputs(models: dict[str, Path], tmp_path: Path) -> None:
     other, calls4 = evaluate(opts, suite.with_overrides(seed=11))
     assert calls4 == calls1
     assert other.to_json(include_run=False) != first.to_json(include_run=False)
+    # noise moved to the model's input size is another context too (a bug once reused
+    # the native-resolution outputs); the clean pass is shared
+    at_model = dataclasses.replace(suite, noise_at={n.name: "model" for n in suite.noise})
+    _, calls5 = evaluate(opts, at_model)
+    assert calls5 == calls1 - 1
     assert (tmp_path / "outputs.sqlite").is_file()
 
 
