@@ -26,11 +26,12 @@ E.Evaluator._batch_records = _interrupting
 
 def test_ctrl_c_writes_an_incomplete_report(project: pytest.Pytester, models: Models) -> None:
     project.makeconftest(INTERRUPT_CONFTEST)
-    result = project.runpytest_inprocess(
+    # A subprocess: the conftest patches robusttest.engine, which an in-process run would
+    # leave patched for every later test in this process.
+    result = project.runpytest_subprocess(
         *small(models.seg, "--robust-batch-size=2", "--robust-no-cache"),
         "--robust-json=r.json",
         "--robust-html=r.html",
-        no_reraise_ctrlc=True,  # the inner session's Ctrl-C must not stop this one
     )
     assert result.ret == pytest.ExitCode.INTERRUPTED
     doc = json.loads((project.path / "r.json").read_text())
