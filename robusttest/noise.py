@@ -770,15 +770,21 @@ def resolve_spacing(
 ) -> list[float]:
     """Per-image pixel spacing; unknown → the 430 mm field-of-view assumption."""
     fallback = DEFAULT_FIELD_MM / max(height, width)
-    if pixel_spacing_mm is None or isinstance(pixel_spacing_mm, (int, float)):
-        vals: list[float | None] = [pixel_spacing_mm] * n
-    else:
-        vals = list(pixel_spacing_mm)
-        if len(vals) != n:
-            raise InputError(f"pixel_spacing_mm: {len(vals)} values for {n} images")
+    raw: Any = pixel_spacing_mm  # also numpy scalars, 0-d tensors, arrays
+    try:
+        if raw is None or np.ndim(raw) == 0:
+            vals: list[float | None] = [None if raw is None else float(raw)] * n
+        else:
+            vals = [None if v is None else float(v) for v in raw]
+    except (TypeError, ValueError):
+        raise InputError(
+            f"pixel_spacing_mm: {pixel_spacing_mm!r} is not a number or a list of numbers"
+        ) from None
+    if len(vals) != n:
+        raise InputError(f"pixel_spacing_mm: {len(vals)} values for {n} images")
     out = []
     for v in vals:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
+        if v is None or math.isnan(v):
             out.append(fallback)
         else:
             out.append(check_range("pixel_spacing_mm", v, 0.0, 100.0, low_open=True))

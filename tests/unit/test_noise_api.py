@@ -444,3 +444,22 @@ def test_overrides_and_describe() -> None:
         "level": 0.08,
         "sigma": 0.08,
     }
+
+
+def test_pixel_spacing_accepts_numpy_and_tensor_scalars() -> None:
+    """Spacing read from a DICOM header or a table often arrives as np.float32 or a 0-d
+    tensor; it must act like the float it holds, and junk must be a one-line InputError."""
+    import numpy as np
+    import torch
+
+    from robusttest.errors import InputError
+    from robusttest.noise import NoiseSpec
+
+    x = torch.full((2, 16, 16), 0.5)
+    spec = NoiseSpec("quantum", 0.1)
+    want = spec.apply(x, image_ids=["a", "b"], pixel_spacing_mm=0.25)
+    for v in (np.float32(0.25), np.float64(0.25), torch.tensor(0.25), np.array([0.25, 0.25])):
+        got = spec.apply(x, image_ids=["a", "b"], pixel_spacing_mm=v)  # type: ignore[arg-type]
+        assert torch.equal(got, want)
+    with pytest.raises(InputError, match="pixel_spacing_mm: 'wide' is not a number"):
+        spec.apply(x, image_ids=["a", "b"], pixel_spacing_mm="wide")  # type: ignore[arg-type]
