@@ -408,14 +408,6 @@ def sample_poisson(
 
 
 # --- families ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Ladder:
-    """Named levels of one family, mildest first."""
-
-    name: str
-    levels: tuple[float, ...]
-
-
 class NoiseFamily(abc.ABC):
     """A registered noise. Subclass, set the class attributes, implement ``_apply``."""
 

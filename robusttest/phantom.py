@@ -799,6 +799,39 @@ def _check_int(name: str, value: object, low: int, high: int | None = None) -> i
     return v
 
 
+def _presence(
+    seed: int, index: int, finding_prob: float, findings: Sequence[str] | None
+) -> tuple[np.random.SeedSequence, dict[str, bool]]:
+    """Validate the arguments; the case's seed sequence and which findings it has.
+
+    Presence is drawn from its own child stream (child 1 of the case's SeedSequence), so
+    the labels are known without rendering the image.
+    """
+    seed = _check_int("seed", seed, 0)
+    index = _check_int("index", index, 0)
+    prob = check_range("finding_prob", finding_prob, 0.0, 1.0)
+    if findings is None:
+        allowed = set(FINDINGS)
+    else:
+        names = (findings,) if isinstance(findings, str) else tuple(findings)
+        for name in names:
+            if name not in FINDINGS:
+                raise UnknownNameError("finding", str(name), FINDINGS)
+        allowed = set(names)
+    ss = np.random.SeedSequence([seed, index])
+    pres_ss = ss.spawn(2)[1]  # children depend only on their position: same as generate_case's
+    draws = np.random.default_rng(pres_ss).random(len(FINDINGS))
+    present = {n: bool(n in allowed and u < prob) for n, u in zip(FINDINGS, draws, strict=True)}
+    return np.random.SeedSequence([seed, index]), present
+
+
+def case_labels(
+    seed: int, index: int, finding_prob: float = 0.3, findings: Sequence[str] | None = None
+) -> dict[str, int]:
+    """The labels ``generate_case`` gives the same arguments, without rendering."""
+    return {n: int(v) for n, v in _presence(seed, index, finding_prob, findings)[1].items()}
+
+
 def generate_case(
     seed: int,
     index: int,
@@ -817,24 +850,10 @@ def generate_case(
     may be given as a string); each appears independently with probability
     ``finding_prob``; the others are 0.
     """
-    seed = _check_int("seed", seed, 0)
-    index = _check_int("index", index, 0)
     size = _check_int("size", size, _MIN_SIZE, _MAX_SIZE)
-    prob = check_range("finding_prob", finding_prob, 0.0, 1.0)
-    if findings is None:
-        allowed = set(FINDINGS)
-    else:
-        names = (findings,) if isinstance(findings, str) else tuple(findings)
-        for name in names:
-            if name not in FINDINGS:
-                raise UnknownNameError("finding", str(name), FINDINGS)
-        allowed = set(names)
-
-    ss = np.random.SeedSequence([seed, index])
-    anat_ss, pres_ss, *find_ss = ss.spawn(2 + len(FINDINGS))
+    ss, present = _presence(seed, index, finding_prob, findings)
+    anat_ss, _, *find_ss = ss.spawn(2 + len(FINDINGS))
     anat = _draw_anatomy(np.random.default_rng(anat_ss))
-    draws = np.random.default_rng(pres_ss).random(len(FINDINGS))
-    present = {n: bool(n in allowed and u < prob) for n, u in zip(FINDINGS, draws, strict=True)}
     rngs = {n: np.random.default_rng(s) for n, s in zip(FINDINGS, find_ss, strict=True)}
     fnd = _draw_findings(present, anat, rngs)
     image, masks = _render(anat, fnd, size)
@@ -843,6 +862,6 @@ def generate_case(
         masks={k: masks[k] for k in STRUCTURES},
         labels={n: int(present[n]) for n in FINDINGS},
         pixel_spacing_mm=FIELD_MM / size,
-        patient_id=f"phantom-{seed}-p{index:05d}",
-        image_id=f"phantom-{seed}-{index:05d}",
+        patient_id=f"phantom-{int(seed)}-p{int(index):05d}",
+        image_id=f"phantom-{int(seed)}-{int(index):05d}",
     )

@@ -31,7 +31,6 @@ from torch import nn
 from robusttest import metrics as M
 from robusttest import stats as S
 from robusttest.data import Dataset, Sample, open_dataset
-from robusttest.errors import ConfigError
 from robusttest.fsutil import atomic_write_text
 from robusttest.models import ModelCard, export_onnx, load_model, postprocess, preprocess, resize
 
@@ -369,11 +368,6 @@ def train_fixtures(
     for ck in (".lungs.ckpt", ".findings.ckpt"):
         (out_dir / ck).unlink(missing_ok=True)
     return report
-
-
-def _require(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
 
 
 # --- the paper's zoo ------------------------------------------------------------------------

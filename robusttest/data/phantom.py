@@ -2,9 +2,10 @@
 
 Nothing is read from disk: a record is (seed, index) and ``load`` generates the case, so
 any command runs offline. Image ids are ``phantom-<seed>-<index>`` whatever the task, so
-the same case has the same id for segmentation and classification. Labels (the findings)
-are only known after generation; for task="classification" every case is generated once
-when the dataset is opened so that label filters, pairwise tasks and describe() work.
+the same case has the same id for segmentation and classification. For
+task="classification" the labels (the findings) are drawn at open with
+``robusttest.phantom.case_labels``, without rendering, so that label filters, pairwise
+tasks and describe() work; each image is rendered once, in load().
 """
 
 from __future__ import annotations
@@ -93,23 +94,17 @@ class Phantom(Dataset):
         )
 
     def scan(self) -> Iterable[Record]:
-        cases: list[Any] = [None] * self.n
-        if self.task == "classification":
-            # Labels exist only after rendering: render every case once now, keep only the
-            # small facts (about 20 ms a case at 256²), and render again in load().
-            cases = [
-                ({k: int(v) for k, v in c.labels.items()}, float(c.pixel_spacing_mm))
-                for c in map(self._generate, range(self.n))
-            ]
         records: list[Record] = []
         for i in range(self.n):
             rid = f"phantom-{self.seed}-{i:05d}"
             pid = f"phantom-{self.seed}-p{i:05d}"
             labels: dict[str, int] | None = None
+            if self.task == "classification":  # drawn without rendering the image
+                labels = _phantom().case_labels(
+                    self.seed, i, finding_prob=self.finding_prob, findings=self.findings
+                )
             meta = {"source": "phantom", "seed": str(self.seed), "index": str(i)}
             spacing = self._spacing
-            if cases[i] is not None:
-                labels, spacing = cases[i]
             mask_paths = {s: (PHANTOM_PATH,) for s in self.structures}
             records.append(
                 Record(

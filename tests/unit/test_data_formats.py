@@ -336,7 +336,14 @@ class _FakeCase:
 
 def _fake_phantom() -> types.ModuleType:
     mod = types.ModuleType("robusttest.phantom")
-    findings = ("effusion", "nodule")
+    findings = findings_all = ("effusion", "nodule")
+
+    def case_labels(
+        seed: int, index: int, finding_prob: float = 0.3, findings: object = None
+    ) -> dict[str, int]:
+        # its own stream, as in the real generator: labels known without rendering
+        rng = np.random.default_rng([seed, index, 1])
+        return {f: int(rng.random() < finding_prob) for f in findings_all}
 
     def generate_case(
         seed: int,
@@ -352,13 +359,14 @@ def _fake_phantom() -> types.ModuleType:
         return _FakeCase(
             img,
             {"lungs": lungs, "heart": ~lungs},
-            {f: int(rng.random() < finding_prob) for f in findings},
+            case_labels(seed, index, finding_prob),
             400.0 / size,
             f"p{index}",
             f"case{index}",
         )
 
     mod.generate_case = generate_case  # type: ignore[attr-defined]
+    mod.case_labels = case_labels  # type: ignore[attr-defined]
     mod.FINDINGS = findings  # type: ignore[attr-defined]
     mod.STRUCTURES = ("lungs", "heart")  # type: ignore[attr-defined]
     mod.FIELD_MM = 400.0  # type: ignore[attr-defined]

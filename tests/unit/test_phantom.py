@@ -272,3 +272,12 @@ def test_unknown_finding_name() -> None:
     assert err.value.kind == "finding" and err.value.name == "pneumonia"
     assert "nodule" in str(err.value)
     assert isinstance(err.value, KeyError) and isinstance(err.value, ConfigError)
+
+
+def test_case_labels_match_the_rendered_case_without_rendering() -> None:
+    from robusttest.phantom import case_labels, generate_case
+
+    for index in range(12):
+        for findings in (None, ("nodule", "effusion")):
+            want = generate_case(3, index, size=64, finding_prob=0.5, findings=findings).labels
+            assert case_labels(3, index, finding_prob=0.5, findings=findings) == want
