@@ -60,11 +60,13 @@ __all__ = [
     "auroc_per_label",
     "binarize",
     "dice",
+    "dice_from_counts",
     "get_metric",
     "hausdorff",
     "hausdorff_with_reasons",
     "hd95",
     "iou",
+    "iou_from_counts",
     "macro_auroc",
     "one_class_reason",
     "pairwise_task",
@@ -167,19 +169,31 @@ def dice(pred: ArrayIn, target: ArrayIn) -> FloatArray:
     array for H×W input, else N values.
     """
     p, t, single = _mask_pair(pred, target)
-    inter, sp, st = _counts(p, t)
+    return _shaped(dice_from_counts(*_counts(p, t)), single)
+
+
+def dice_from_counts(
+    inter: npt.ArrayLike, n_pred: npt.ArrayLike, n_true: npt.ArrayLike
+) -> FloatArray:
+    """Dice from per-image pixel counts |P∩T|, |P|, |T| (the same conventions as ``dice``)."""
+    i, sp, st = (np.asarray(v, dtype=np.float64) for v in (inter, n_pred, n_true))
     denom = sp + st
-    out = np.where(denom == 0, 1.0, 2.0 * inter / np.maximum(denom, 1.0))
-    return _shaped(out, single)
+    return np.where(denom == 0, 1.0, 2.0 * i / np.maximum(denom, 1.0))
+
+
+def iou_from_counts(
+    inter: npt.ArrayLike, n_pred: npt.ArrayLike, n_true: npt.ArrayLike
+) -> FloatArray:
+    """IoU from per-image pixel counts |P∩T|, |P|, |T| (the same conventions as ``iou``)."""
+    i, sp, st = (np.asarray(v, dtype=np.float64) for v in (inter, n_pred, n_true))
+    union = sp + st - i
+    return np.where(union == 0, 1.0, i / np.maximum(union, 1.0))
 
 
 def iou(pred: ArrayIn, target: ArrayIn) -> FloatArray:
     """IoU (Jaccard) = |P∩T| / |P∪T| per image; 1 when both are empty, 0 when one is."""
     p, t, single = _mask_pair(pred, target)
-    inter, sp, st = _counts(p, t)
-    union = sp + st - inter
-    out = np.where(union == 0, 1.0, inter / np.maximum(union, 1.0))
-    return _shaped(out, single)
+    return _shaped(iou_from_counts(*_counts(p, t)), single)
 
 
 # ------------------------------------------------------------------ boundary distance

@@ -97,8 +97,12 @@ def postprocess(
         )
     probs = _select(raw, act, raw.shape[1], want, "channels", "structures", card.structures)
     if out_size is not None and tuple(probs.shape[-2:]) != tuple(out_size):
+        # Antialiasing only changes a downsampling axis; upsampling both axes (the usual
+        # case: the model's input is smaller than the mask) takes the faster plain kernel
+        # (the same weights; they differ by float rounding, ~1e-7).
+        down = out_size[0] < probs.shape[-2] or out_size[1] < probs.shape[-1]
         probs = F.interpolate(
-            probs, size=tuple(out_size), mode="bilinear", antialias=True, align_corners=False
+            probs, size=tuple(out_size), mode="bilinear", antialias=down, align_corners=False
         ).clamp_(0.0, 1.0)
     return probs
 

@@ -11,16 +11,18 @@ from plugin_helpers import Models, small
 INTERRUPT_CONFTEST = """
 import robusttest.engine as E
 
-_orig = E.Evaluator._batch_records
-_calls = {"n": 0}
+_orig = E._Work.emit
+_batches = []
 
-def _interrupting(self, batch, cache):
-    _calls["n"] += 1
-    if _calls["n"] > 1:
+def _interrupting(self, item, scored):
+    # Ctrl-C as the second batch's first records leave (records leave in batch order)
+    if self not in _batches:
+        _batches.append(self)
+    if len(_batches) > 1:
         raise KeyboardInterrupt
-    yield from _orig(self, batch, cache)
+    yield from _orig(self, item, scored)
 
-E.Evaluator._batch_records = _interrupting
+E._Work.emit = _interrupting
 """
 
 

@@ -247,6 +247,24 @@ def test_known_answer_model_is_what_we_think(models: dict[str, Path]) -> None:
     assert np.array_equal(pred[keep[0].numpy()], (x[0] < 0.5).numpy()[keep[0].numpy()])
 
 
+def test_iou_per_image_by_hand(models: dict[str, Path], tmp_path: Path) -> None:
+    suite = seg_suite(
+        data={"adapter": "phantom", "options": {"n": 4, "size": 64}},
+        metrics=["iou"],
+        gates={"default": {"min": 0.0}},
+    )
+    runner = load_model(models["dark"], device="cpu")
+    recs = by_key(run(models["dark"], suite, tmp_path, batch_size=3, lanes=2).records)
+    for sample in samples_of(suite):
+        truth = np.asarray(sample.masks["lungs"], dtype=bool)  # type: ignore[index]
+        for spec in (None, suite.noise[0]):
+            pred = probs_of(runner, noisy_image(sample, spec, suite.seed, 0), out_size=True)[0]
+            pred = pred > 0.5
+            want = np.sum(pred & truth) / np.sum(pred | truth)
+            cond = "clean" if spec is None else spec.slug
+            assert recs[(sample.image_id, cond, 0)].values["iou/lungs"] == pytest.approx(want)
+
+
 def test_case_summaries_by_hand(seg_run: RunResult) -> None:
     suite = seg_suite()
     ids = sorted({r.image_id for r in seg_run.records})
@@ -432,6 +450,107 @@ def test_same_seed_same_bytes_whatever_batch_and_workers(
     d = run(models["unet"], suite.with_overrides(seed=4), tmp_path)
     assert [r.values for r in d.records] != [r.values for r in a.records]
     assert d.provenance["suite"]["sha256"] != a.provenance["suite"]["sha256"]
+
+
+def test_same_bytes_whatever_the_lanes(models: dict[str, Path], tmp_path: Path) -> None:
+    suite = unet_suite().with_overrides(repeats=2)
+    threads = torch.get_num_threads()
+    one = run(models["unet"], suite, tmp_path, batch_size=4, lanes=1)
+    assert one.run["lanes"] == 1
+    for lanes, batch in ((2, 4), (3, 1), (5, 16)):
+        r = run(models["unet"], suite, tmp_path, batch_size=batch, lanes=lanes)
+        assert r.run["lanes"] == lanes
+        assert r.to_json(include_run=False) == one.to_json(include_run=False), lanes
+    assert torch.get_num_threads() == threads  # lanes run torch single-threaded, then restore
+
+
+def test_default_lanes_follow_the_threads(models: dict[str, Path]) -> None:
+    suite = unet_suite()
+    ds = engine.open_suite_data(suite, None)
+    opts = engine.EngineOptions(device="cpu", cache=False)
+
+    def lanes(runner: Any, **kw: Any) -> int:
+        return engine.Evaluator(runner, ds, suite, dataclasses.replace(opts, **kw)).lanes()
+
+    ort_runner = load_model(models["unet"], device="cpu")
+    assert lanes(ort_runner) == max(1, torch.get_num_threads())
+    assert lanes(load_model(models["unet"], device="cpu", threads=3)) == 3
+    assert lanes(ort_runner, lanes=4) == 4
+    # a runner that cannot make a single-threaded twin keeps one lane
+    assert lanes(CountingRunner(ort_runner)) == 1
+    with pytest.raises(ConfigError, match="lanes: 0"):
+        engine.EngineOptions(lanes=0)
+
+
+def test_single_threaded_twin_gives_the_same_outputs(models: dict[str, Path]) -> None:
+    runner = load_model(models["unet"], device="cpu")
+    twin = runner.single_threaded()
+    assert twin is runner.single_threaded() and twin is not runner
+    assert twin.threads == 1 and twin.sha256 == runner.sha256 and twin.card == runner.card
+    x = torch.rand(3, 1, *SEG_CARD.input_size)
+    assert torch.equal(twin(x), runner(x))
+
+
+class NanTwin(CountingRunner):
+    """A runner whose single-threaded twin is ``twin`` (e.g. one that fails)."""
+
+    def __init__(self, inner: ModelRunner, twin: ModelRunner) -> None:
+        super().__init__(inner)
+        self.twin = twin
+
+    def single_threaded(self) -> ModelRunner:
+        return self.twin
+
+
+def test_a_failing_lane_names_the_images_and_restores_threads(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    suite = seg_suite(data={"adapter": "phantom", "options": {"n": 6, "size": 64}})
+    nan_path = export_onnx(NanWhenBright(-1.0), tmp_path / "nan.onnx", SEG_CARD)
+    nan = load_model(nan_path, device="cpu")
+    runner = NanTwin(load_model(models["dark"], device="cpu"), nan)
+    threads = torch.get_num_threads()
+    ds = engine.open_suite_data(suite, None)
+    opts = engine.EngineOptions(device="cpu", cache=False, gallery=0, workers=1, lanes=2)
+    with pytest.raises(ModelError, match="NaN or inf for 6 of 6 image"):
+        engine.evaluate(runner, suite, ds, opts)
+    assert torch.get_num_threads() == threads
+    assert runner.calls == 0  # every batch went to the lanes' twin
+
+
+class InterruptTwin(CountingRunner):
+    def __init__(self, inner: ModelRunner, at: int) -> None:
+        super().__init__(inner)
+        self.at = at
+
+    def single_threaded(self) -> ModelRunner:
+        return InterruptAt(self.inner, self.at)
+
+
+def test_interrupt_in_a_lane_keeps_finished_images(models: dict[str, Path]) -> None:
+    suite = seg_suite(
+        data={"adapter": "phantom", "options": {"n": 6, "size": 64}},
+        noise={"gaussian": {"sigma": [0.1]}},
+        metrics=["dice"],
+        gates={"default": {"min": 0.0}},
+    )
+    threads = torch.get_num_threads()
+    runner = InterruptTwin(load_model(models["dark"], device="cpu"), at=8)
+    opts = engine.EngineOptions(batch_size=2, workers=1, cache=False, gallery=1, lanes=1)
+    # one lane: the calls come in order, so call 8 is the 3rd batch's 2nd item
+    ds = engine.open_suite_data(suite, None)
+    r = engine.evaluate(runner, suite, ds, dataclasses.replace(opts, lanes=1))
+    assert r.completed  # lanes=1 calls the runner itself, never the twin
+    r = engine.evaluate(runner, suite, ds, dataclasses.replace(opts, lanes=2))
+    assert not r.completed and r.run["error"] == "interrupted" and r.gallery == ()
+    assert torch.get_num_threads() == threads
+    # items run two at a time, but records leave in order: whole batches before the cut
+    done = sorted({x.image_id for x in r.records})
+    assert done in (
+        ["phantom-0-00000", "phantom-0-00001"],
+        ["phantom-0-00000", "phantom-0-00001", "phantom-0-00002", "phantom-0-00003"],
+    )
+    assert len(r.records) == len(done) * 3
 
 
 def test_cache_reuses_outputs(models: dict[str, Path], tmp_path: Path) -> None:

@@ -447,6 +447,11 @@ def test_check_outputs_lists_ids_with_nan_or_inf() -> None:
     msg = str(info.value)
     assert "m.onnx" in msg and "2 of 4" in msg and "b, d" in msg and "a," not in msg
     check_outputs(torch.zeros(2, 2), ["a", "b"])
+    check_outputs(torch.ones(2, 3, dtype=torch.int64), ["a", "b"])  # integers are finite
+    half = torch.zeros(3, 4, dtype=torch.float16)
+    half[2, 1] = float("-inf")  # as a float16 overflow gives
+    with pytest.raises(ModelError, match="1 of 3 image"):
+        check_outputs(half, ["a", "b", "c"])
     with pytest.raises(ModelError, match="3 were given"):
         check_outputs(torch.zeros(2, 2), ["a", "b", "c"])
 

@@ -134,6 +134,15 @@ def test_segmentation_sigmoid_per_channel_and_resize_to_mask() -> None:
     assert postprocess(raw, _seg()).shape == (2, 2, 8, 8)
 
 
+@pytest.mark.parametrize("out", [(20, 12), (5, 12), (4, 4), (8, 8)], ids=str)
+def test_segmentation_resize_is_torchvisions_antialiased_bilinear(out: tuple[int, int]) -> None:
+    # upsampling both axes takes the plain kernel: the same weights, up to float rounding
+    raw = torch.randn(2, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    want = TF.resize(torch.sigmoid(raw), list(out), antialias=True).clamp(0, 1)
+    got = postprocess(raw, _seg(), out_size=out)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
 def test_segmentation_softmax_drops_the_background_channel() -> None:
     raw = torch.zeros(1, 3, 4, 4)
     raw[:, 2] = math.log(2.0)  # softmax = [0.25, 0.25, 0.5]

@@ -163,6 +163,39 @@ def test_noise_independent_of_thread_count(spec: NoiseSpec) -> None:
     assert torch.equal(out[0], out[1])
 
 
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("shape", [(3, 256, 256), (2, 181, 181), (2, 7, 4683)], ids=str)
+@pytest.mark.parametrize("dose", [0.5, 0.05])
+def test_high_count_thinning_same_on_one_thread_and_batch_wide(
+    shape: tuple[int, int, int], dose: float
+) -> None:
+    # counts ≥ 3×10⁴ everywhere: every pixel takes the rounded normal, which with more than
+    # one thread is drawn image by image and transformed batch-wide, on one thread piece by
+    # piece; the shapes leave a last piece of 0, 32,761 and 13 pixels (< 16: no batch-wide)
+    g = torch.Generator().manual_seed(3)
+    x = 0.2 + 0.6 * torch.rand(shape, generator=g)
+    spec = NoiseSpec("quantum", dose)
+    ids = [f"im{i}" for i in range(shape[0])]
+    out = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        out.append(spec.apply(x, seed=5, image_ids=ids, pixel_spacing_mm=1.6))
+    assert torch.equal(out[0], out[1])
+    assert not torch.equal(out[0], x.clamp(0, 1))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_apply_checked_equals_apply_and_leaves_the_batch_alone(spec: NoiseSpec) -> None:
+    x = smooth_batch(3, 48)
+    checked = noise_mod.check_images(x)
+    before = checked.clone()
+    got = spec.apply_checked(checked, seed=2, image_ids=list("abc"), pixel_spacing_mm=0.3)
+    assert torch.equal(got, spec.apply(x, seed=2, image_ids=list("abc"), pixel_spacing_mm=0.3))
+    assert torch.equal(checked, before)  # the engine reuses the batch for every condition
+    with pytest.raises(InputError, match="NaN or infinite"):
+        noise_mod.check_images(torch.full((2, 4, 4), math.nan))
+
+
 def test_noise_seed_is_a_pinned_blake2b_value() -> None:
     key = "robusttest-noise-v1|0|quantum|0.1|MCUCXR_0001_0|0"
     digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
