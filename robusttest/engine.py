@@ -38,6 +38,11 @@ from robusttest.suite import DEFAULT_SUITE_FOR_TASK, CaseSpec, Suite, load_suite
 
 ProgressFn = Callable[[int], None]
 
+# Lanes hold one item each (a few float copies of its batch at native size): a batch whose
+# pixels times the lanes exceed this runs on its own instead (e.g. 16 NIH images of 1024²
+# share 2 lanes; Montgomery's 4020×4892 images never do).
+LANE_MAX_PIXELS = 1 << 26
+
 
 @dataclass(frozen=True)
 class EngineOptions:
@@ -460,6 +465,20 @@ class Evaluator:
         try:
             for batch in batches:
                 work = _Work(self, batch, cache)
+                if sum(s.image.size for s in batch) * lanes > LANE_MAX_PIXELS:
+                    # large images: one item at a time, torch on every thread, so memory
+                    # stays that of one item (noise at native size holds a few batch copies)
+                    while window:
+                        yield from emit_first()
+                    torch.set_num_threads(threads)
+                    try:
+                        for item in work.items():
+                            yield from work.emit(item, item.compute(self.runner))
+                    finally:
+                        torch.set_num_threads(1)
+                    if progress is not None:
+                        progress(len(batch))
+                    continue
                 for item in work.items():
                     window.append((work, item, pool.submit(item.compute, runner)))
                     while len(window) > 2 * lanes:

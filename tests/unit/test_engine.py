@@ -518,6 +518,26 @@ def test_a_failing_lane_names_the_images_and_restores_threads(
     assert runner.calls == 0  # every batch went to the lanes' twin
 
 
+def test_large_batches_leave_the_lanes(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 6 images of 64² in batches of 4 and 2: with 2 lanes, 32,768 and 16,384 pixels
+    suite = unet_suite()
+    ds = engine.open_suite_data(suite, None)
+    opts = engine.EngineOptions(device="cpu", cache=False, gallery=0, workers=1, batch_size=4)
+    base = load_model(models["unet"], device="cpu")
+    want = engine.evaluate(base, suite, ds, dataclasses.replace(opts, lanes=1))
+    twin = CountingRunner(base.single_threaded())
+    runner = NanTwin(base, twin)
+    monkeypatch.setattr(engine, "LANE_MAX_PIXELS", 20_000)
+    threads = torch.get_num_threads()
+    got = engine.evaluate(runner, suite, ds, dataclasses.replace(opts, lanes=2))
+    assert got.to_json(include_run=False) == want.to_json(include_run=False)
+    n_items = 1 + len(suite.noise) * suite.repeats
+    assert (runner.calls, twin.calls) == (n_items, n_items)  # first batch alone, then lanes
+    assert torch.get_num_threads() == threads
+
+
 class InterruptTwin(CountingRunner):
     def __init__(self, inner: ModelRunner, at: int) -> None:
         super().__init__(inner)
