@@ -422,7 +422,7 @@ class OnnxRunner:
     def single_threaded(self) -> OnnxRunner:
         """This model in a session of its own with one intra-op thread, for one of several
         threads that call it at once (the engine's lanes); made once. On CUDA, ``self``."""
-        if not self.backend.endswith("CPUExecutionProvider"):
+        if self.threads == 1 or not self.backend.endswith("CPUExecutionProvider"):
             return self
         if self._single is None:
             twin = copy.copy(self)

@@ -489,6 +489,8 @@ def test_single_threaded_twin_gives_the_same_outputs(models: dict[str, Path]) ->
     assert twin.threads == 1 and twin.sha256 == runner.sha256 and twin.card == runner.card
     x = torch.rand(3, 1, *SEG_CARD.input_size)
     assert torch.equal(twin(x), runner(x))
+    one = load_model(models["unet"], device="cpu", threads=1)
+    assert one.single_threaded() is one
 
 
 class NanTwin(CountingRunner):
