@@ -327,6 +327,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         limit=args.limit,
         batch_size=args.batch_size,
         workers=args.workers,
+        lanes=args.lanes,
         cache=not args.no_cache,
     )
     if args.json:
@@ -363,6 +364,12 @@ def _register_run(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=None, help="first N images only")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2, help="decode threads")
+    p.add_argument(
+        "--lanes",
+        type=int,
+        default=None,
+        help="items run at once on the CPU, each on one core (default: one per torch thread)",
+    )
     p.add_argument("--no-cache", action="store_true", help="ignore the output cache")
     p.add_argument("--json", default=None, help="write the results JSON here")
     p.add_argument("--html", default=None, help="write the HTML report here")

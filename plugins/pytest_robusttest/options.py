@@ -70,6 +70,10 @@ def parse_workers(value: object) -> int:
     return _int(value, 0, "image decode threads; 0 decodes in the main thread")
 
 
+def parse_lanes(value: object) -> int:
+    return _int(value, 1, "batch × condition items run at once, each on one core")
+
+
 def parse_tolerance(value: object) -> float:
     try:
         number = float(str(value).strip())
@@ -254,6 +258,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="N",
         parse=parse_workers,
     ),
+    OptionSpec(
+        "lanes",
+        "--robust-lanes",
+        "string",
+        "batch × condition items run at once on the CPU, each single-threaded "
+        "(default: one per torch thread with an ONNX model; results do not change)",
+        metavar="N",
+        parse=parse_lanes,
+    ),
 )
 _BY_FIELD = {o.field: o for o in OPTIONS}
 
@@ -295,6 +308,7 @@ class RobustSettings:
     cache: bool = True
     batch_size: int = 16
     workers: int = 2
+    lanes: int | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # field -> where
 
     @property

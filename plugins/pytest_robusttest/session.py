@@ -311,6 +311,7 @@ class RobustSession:
             options = EngineOptions(
                 batch_size=s.batch_size,
                 workers=s.workers,
+                lanes=s.lanes,
                 device=s.device,
                 cache=s.cache,
                 cache_dir=self._cache_dir() if s.cache else None,

@@ -25,6 +25,8 @@ def test_defaults_are_inactive_and_documented() -> None:
     s = settings()
     assert not s.active
     assert (s.device, s.cache, s.batch_size, s.workers) == ("auto", True, 16, 2)
+    assert s.lanes is None  # the engine's default
+    assert settings({"lanes": "3"}).lanes == 3 and settings(ini={"lanes": "2"}).lanes == 2
     assert s.baseline_tolerance == 0.01
     assert (s.seed, s.repeats, s.limit, s.json, s.html, s.baseline, s.data) == (None,) * 7
     assert s.suites == () and s.suite_files == ()
@@ -94,6 +96,7 @@ def test_bad_device_names_the_choices(text: str) -> None:
         ("limit", "0", r"--robust-limit: 0 is not >= 1"),
         ("batch_size", "-1", r"--robust-batch-size: -1 is not >= 1"),
         ("workers", "-1", r"--robust-workers: -1 is not >= 0"),
+        ("lanes", "0", r"--robust-lanes: 0 is not >= 1"),
         ("seed", "x", r"--robust-seed: 'x' is not an integer"),
         ("baseline_tolerance", "-0.1", r"--robust-baseline-tolerance: '-0.1' is not a finite"),
         ("device", "tpu", r"--device: 'tpu' is not a device"),

@@ -133,10 +133,14 @@ def test_several_models_prefix_the_item_names(project: pytest.Pytester, models: 
 
 
 def test_junit_properties_equal_the_json_numbers(project: pytest.Pytester, models: Models) -> None:
-    result = project.runpytest(*small(models.seg), "--junitxml=junit.xml", "--robust-json=r.json")
+    result = project.runpytest(
+        *small(models.seg), "--junitxml=junit.xml", "--robust-json=r.json", "--robust-lanes=3"
+    )
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines([f"JSON report: {project.path / 'r.json'}"])
-    cases = {c["case_id"]: c for c in json.loads((project.path / "r.json").read_text())["cases"]}
+    doc = json.loads((project.path / "r.json").read_text())
+    assert doc["run"]["lanes"] == 3  # --robust-lanes reaches the engine
+    cases = {c["case_id"]: c for c in doc["cases"]}
     junit = junit_cases(project.path / "junit.xml")
     assert sorted(junit) == sorted(IDS) == sorted(cases)
     keys = ["metric", "target", "noise", "level", "clean", "noisy", "drop"]

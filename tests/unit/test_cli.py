@@ -273,11 +273,12 @@ def test_run_exit_code_follows_the_gates(
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "r.json"
     argv = ["run", str(model), "--suite", str(suite_file(tmp_path, minimum)), "--no-cache"]
-    argv += ["--device", "cpu", "--workers", "1", "--json", str(out)]
+    argv += ["--device", "cpu", "--workers", "1", "--lanes", str(1 + rc), "--json", str(out)]
     assert main(argv) == rc
     stdout = capsys.readouterr().out
     result = RunResult.read(out)
     assert result.passed is (rc == 0)
+    assert result.run["lanes"] == 1 + rc
     if rc == 0:
         assert "PASSED: 2 gates passed, 0 failed" in stdout
     else:
@@ -291,6 +292,8 @@ def test_run_bad_repeats_is_one_line(
 ) -> None:
     argv = ["run", str(model), "--suite", str(suite_file(tmp_path, 0.0)), "--repeats", "0"]
     assert one_line_error(capsys, argv).startswith("repeats: 0 is not >= 1")
+    argv = ["run", str(model), "--suite", str(suite_file(tmp_path, 0.0)), "--lanes", "0"]
+    assert one_line_error(capsys, argv).startswith("lanes: 0 is not >= 1")
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
