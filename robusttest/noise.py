@@ -432,10 +432,10 @@ def sample_binomial(
         # every count takes the rounded normal (the usual case at native resolution) and
         # torch has threads to spread the work over (on one thread the pieces below are
         # faster: they stay in cache): one fill per image, then one batch-wide transform.
-        # The same numbers as piece by
-        # piece: torch fills normals in blocks of 16 and redraws a ragged last block, so
-        # the split does not matter while every piece but the last is a multiple of 16
-        # and the last holds at least 16 (shorter ones take torch's scalar path)
+        # The same numbers as piece by piece: torch fills normals in blocks of 16 and
+        # redraws a ragged last block, so the split does not matter while every piece but
+        # the last is a multiple of 16 and the last holds at least 16 (shorter ones take
+        # torch's scalar path)
         z = _normal(n.shape, gens, n)
         _binomial_from_normal(n, a, z, k)
         return k.round_()
