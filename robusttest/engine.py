@@ -205,6 +205,13 @@ class _Work:
                 self.truth = ev.truth(self.batch)
             yield _Item(self, condition, spec, repeat, ctx, cached, k == n_cond - 1)
 
+    def run_here(self, runner: ModelRunner, progress: ProgressFn | None) -> Iterator[ImageRecord]:
+        """Every item in this thread, one after another; then the batch counts as done."""
+        for item in self.items():
+            yield from self.emit(item, item.compute(runner))
+        if progress is not None:
+            progress(len(self.batch))
+
     def emit(self, item: _Item, scored: list[Scored]) -> Iterator[ImageRecord]:
         """Store fresh outputs in the cache, then the item's records in image order."""
         if item.cached is None and self.cache is not None:
@@ -429,11 +436,7 @@ class Evaluator:
             lanes = self.lanes()
             if lanes <= 1:
                 for batch in batches:
-                    work = _Work(self, batch, cache)
-                    for item in work.items():
-                        yield from work.emit(item, item.compute(self.runner))
-                    if progress is not None:
-                        progress(len(batch))
+                    yield from _Work(self, batch, cache).run_here(self.runner, progress)
             else:
                 yield from self._lane_records(batches, cache, lanes, progress)
         finally:
@@ -472,12 +475,9 @@ class Evaluator:
                         yield from emit_first()
                     torch.set_num_threads(threads)
                     try:
-                        for item in work.items():
-                            yield from work.emit(item, item.compute(self.runner))
+                        yield from work.run_here(self.runner, progress)
                     finally:
                         torch.set_num_threads(1)
-                    if progress is not None:
-                        progress(len(batch))
                     continue
                 for item in work.items():
                     window.append((work, item, pool.submit(item.compute, runner)))
