@@ -95,7 +95,10 @@ COUNT_FLOOR = 0.5  # a pixel that records no photon is read as half a photon, no
 
 # Bump when the random streams change (same seed, different draws): keys the output cache.
 # 3: gaussian adds σ·z to p in one fused multiply-add (values differ by ≤ 1 ulp from 2).
-SAMPLER_VERSION = 3
+# 4: rounded-normal thinning as a·(n + √((1−a)/a)·√n·z) (float rounding: a count can
+#    round the other way); an image whose counts all take the normal draws one fill (was
+#    piece by piece on one thread).
+SAMPLER_VERSION = 4
 
 SEVERITY_NAMES = ("minimal", "mild", "moderate", "marked", "severe")
 
@@ -381,18 +384,32 @@ def _value_range(x: torch.Tensor) -> tuple[float, float]:
 _CPU_PIECE = 1 << 15
 
 
+def _sqrt_counts(n: torch.Tensor) -> torch.Tensor:
+    """√n for counts n ≥ 0, as v·rsqrt(v) with v = max(n, 1e-30) (so n = 0 gives ≈ 0):
+    ATen runs rsqrt on the calling thread, sqrt (and pow) in parallel regions (see
+    _alias_draw)."""
+    v = n.clamp(min=1e-30)
+    return v.rsqrt().mul_(v)
+
+
 def _binomial_normal(n: torch.Tensor, a: float, g: torch.Generator, out: torch.Tensor) -> None:
     """out ← clamp(a·n + √(a(1−a)n)·z, 0, n), z ~ N(0, 1) from g, NOT yet rounded; out may
-    be n. √v is computed as v·rsqrt(v) (v ≥ 1e-30, so n = 0 gives 0): ATen runs rsqrt on
-    the calling thread, sqrt (and pow) in parallel regions (see _alias_draw)."""
+    be n."""
     z = torch.randn(n.shape, generator=g, dtype=n.dtype, device=n.device)
     _binomial_from_normal(n, a, z, out)
 
 
-def _binomial_from_normal(n: torch.Tensor, a: float, z: torch.Tensor, out: torch.Tensor) -> None:
-    """out ← clamp(a·n + √(a(1−a)n)·z, 0, n) from standard normals z (overwritten)."""
-    var = torch.mul(n, a * (1.0 - a)).clamp_(min=1e-30)
-    z.mul_(var.rsqrt().mul_(var)).add_(n, alpha=a).clamp_(min=0.0)
+def _binomial_from_normal(
+    n: torch.Tensor,
+    a: float,
+    z: torch.Tensor,
+    out: torch.Tensor,
+    sqrt_n: torch.Tensor | None = None,
+) -> None:
+    """out ← clamp(a·(n + √((1−a)/a)·√n·z), 0, n) from standard normals z (overwritten);
+    ``sqrt_n``: √n as ``_sqrt_counts`` gives it, when the caller has it already."""
+    s = _sqrt_counts(n) if sqrt_n is None else sqrt_n
+    torch.addcmul(n, s, z, value=math.sqrt((1.0 - a) / a), out=z).mul_(a).clamp_(min=0.0)
     torch.minimum(z, n, out=out)
 
 
@@ -403,47 +420,47 @@ def sample_binomial(
     min_var: float = NORMAL_APPROX_MIN_VAR,
     *,
     out: torch.Tensor | None = None,
+    sqrt_n: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Binomial(n, a) per pixel; exact where n·a·(1−a) < min_var, rounded normal elsewhere.
 
     ``n`` is N×H×W (float, integral values ≥ 0); image i draws from ``gens[i]`` only, so its
-    counts do not depend on the rest of the batch. The exact draws come from alias tables
-    (module docstring), or from torch.binomial where those would exceed ALIAS_MAX_ROWS rows
-    or ALIAS_MAX_ENTRIES entries. ``out`` (contiguous, n's shape and dtype; may be ``n``
-    itself) receives the counts.
+    counts do not depend on the rest of the batch. An image whose counts all take the
+    rounded normal (the usual case at native resolution) draws one normal per pixel in one
+    fill; an image that needs exact draws goes piece by piece, the exact ones from alias
+    tables (module docstring), or from torch.binomial where those would exceed
+    ALIAS_MAX_ROWS rows or ALIAS_MAX_ENTRIES entries. ``out`` (contiguous, n's shape and
+    dtype; may be ``n`` itself) receives the counts; ``sqrt_n`` is √n as ``_sqrt_counts``
+    computes it, when the caller holds it already (the quantum ladder of one batch shares
+    its counts).
     """
-    k = torch.empty(n.shape, dtype=n.dtype, device=n.device) if out is None else out
     if a <= 0.0 or a >= 1.0 or n.numel() == 0:
+        k = torch.empty_like(n) if out is None else out
         return k.zero_() if a <= 0.0 else k.copy_(n)
     region = _exact_region_rows(a, min_var)  # n < region ⇔ n·a·(1−a) < min_var, n integral
     flat = n.reshape(n.shape[0], -1)
-    k_flat = k.view(k.shape[0], -1)
     on_cpu = n.device.type == "cpu"
-    piece = _CPU_PIECE if on_cpu else flat.shape[1]
-    if not on_cpu:  # one piece per image; one synchronisation for the whole batch
-        bounds = list(zip(flat.amin(1).tolist(), flat.amax(1).tolist(), strict=True))
-    device = str(n.device)
-    tail = flat.shape[1] % piece
-    batch_wide = (not on_cpu or torch.get_num_threads() > 1) and (tail == 0 or tail >= 16)
-    if batch_wide:
-        lows = flat.amin(dim=1).tolist() if on_cpu else [lo for lo, _ in bounds]
-        batch_wide = all(lo >= region for lo in lows)
-    if batch_wide:
-        # every count takes the rounded normal (the usual case at native resolution) and
-        # torch has threads to spread the work over (on one thread the pieces below are
-        # faster: they stay in cache): one fill per image, then one batch-wide transform.
-        # The same numbers as piece by piece: torch fills normals in blocks of 16 and
-        # redraws a ragged last block, so the split does not matter while every piece but
-        # the last is a multiple of 16 and the last holds at least 16 (shorter ones take
-        # torch's scalar path)
+    lows = flat.amin(dim=1).tolist()  # (aminmax with a dim is 10× slower here)
+    normal_only = [lo >= region for lo in lows]
+    if all(normal_only):
+        # one fill per image, then one batch-wide transform (in place: z becomes the counts)
         z = _normal(n.shape, gens, n)
-        _binomial_from_normal(n, a, z, k)
+        k = z if out is None else out
+        _binomial_from_normal(n, a, z, k, sqrt_n)
         return k.round_()
+    k = torch.empty_like(n) if out is None else out
+    k_flat = k.view(k.shape[0], -1)
+    highs = flat.amax(dim=1).tolist()
+    piece = _CPU_PIECE if on_cpu else flat.shape[1]
+    s_flat = None if sqrt_n is None else sqrt_n.reshape(n.shape[0], -1)
     for i, g in enumerate(gens):
+        if normal_only[i]:  # the same numbers as in a batch of such images
+            z = torch.randn(flat[i].shape, generator=g, dtype=n.dtype, device=n.device)
+            _binomial_from_normal(flat[i], a, z, k_flat[i], None if s_flat is None else s_flat[i])
+            continue
         n_pieces = flat[i].split(piece)
-        ranges = [_value_range(nc) for nc in n_pieces] if on_cpu else [bounds[i]]
-        lo_i, hi_i = min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
-        tab = _table_for(a, region, hi_i, device) if lo_i < region else None
+        ranges = [_value_range(nc) for nc in n_pieces] if on_cpu else [(lows[i], highs[i])]
+        tab = _table_for(a, region, highs[i], device=str(n.device))
         for nc, kc, (lo, hi) in zip(n_pieces, k_flat[i].split(piece), ranges, strict=True):
             if lo >= region:  # rounded normal only
                 _binomial_normal(nc, a, g, kc)
@@ -558,6 +575,44 @@ _COUNT_DEFAULTS: dict[str, ParamValue] = {
 }
 
 
+def _expected_counts(x: torch.Tensor, n0: torch.Tensor, lmax: float) -> torch.Tensor:
+    """k0 = N0·exp(−ℓ_max·p): the expected full-dose counts (a new tensor)."""
+    return x.mul(-lmax).exp_().mul_(n0)
+
+
+# The conditions of one batch all read the same checked tensor (engine): its rounded
+# full-dose counts and their square roots are made once per (tensor, N0, ℓ_max) and kept
+# with it while it lives and is unchanged (its version counter), up to this many pixels
+# (the pair costs two batch copies).
+_SHARED_COUNTS_MAX_PIXELS = 1 << 24
+_SHARED_LOCK = threading.Lock()
+
+
+def _full_dose_counts(
+    x: torch.Tensor, n0: torch.Tensor, lmax: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(round(k0), √round(k0)) for binomial thinning; both read only."""
+
+    def make() -> tuple[torch.Tensor, torch.Tensor]:
+        n = _expected_counts(x, n0, lmax).round_()
+        return n, _sqrt_counts(n)
+
+    if x.numel() > _SHARED_COUNTS_MAX_PIXELS:
+        return make()
+    key = (lmax, tuple(n0.flatten().tolist()))
+    with _SHARED_LOCK:
+        memo: dict[Any, Any] | None = getattr(x, "_robusttest_counts", None)
+        if memo is None or memo["version"] != x._version:
+            memo = {"version": x._version}
+            x._robusttest_counts = memo  # type: ignore[attr-defined]
+        hit = memo.get(key)
+    if hit is not None:
+        return hit
+    made = make()  # outside the lock: another lane may make the same pair meanwhile
+    with _SHARED_LOCK:
+        return memo.setdefault(key, made)
+
+
 class _CountDomain(NoiseFamily):
     """Shared Beer–Lambert mapping of the physical families."""
 
@@ -633,17 +688,19 @@ class _CountDomain(NoiseFamily):
         else:
             n0 = float(p["photons_per_mm2"]) * spacing_mm.square()
         n0_t = n0.to(device=x.device, dtype=torch.float32).view(-1, 1, 1)
-        k0 = x.mul(-lmax).exp_().mul_(n0_t)  # expected full-dose counts
-        if p["variant"] == "resample":
-            k = sample_poisson(k0.mul_(dose), gens)
-        elif dose < 1.0:
-            k = sample_binomial(k0.round_(), dose, gens, out=k0)
+        if p["variant"] == "thin" and dose < 1.0:
+            n, sqrt_n = _full_dose_counts(x, n0_t, lmax)  # shared: read only
+            k = sample_binomial(n, dose, gens, sqrt_n=sqrt_n)
         else:
-            k = k0  # no thinning: the image keeps exactly the noise it holds
+            k = _expected_counts(x, n0_t, lmax)
+            if p["variant"] == "resample":
+                k = sample_poisson(k.mul_(dose), gens)
+            # else no thinning: the image keeps exactly the noise it holds
         if sigma_ref > 0:
             sig = (spacing_mm * (sigma_ref / REFERENCE_SPACING_MM)).to(x.device, torch.float32)
             k.add_(_normal(k.shape, gens, k).mul_(sig.view(-1, 1, 1)))
-        # ℓ_a = −ln(k / (a·N0)); p_a = ℓ_a / ℓ_max
+        # ℓ_a = −ln(k / (a·N0)); p_a = ℓ_a / ℓ_max (ln(a·N0) − ln k in float32 would lose
+        # ~10× the precision to cancellation)
         k.clamp_(min=COUNT_FLOOR).div_(n0_t * dose).log_().mul_(-1.0 / lmax)
         return k.clamp_(0.0, 1.0)
 

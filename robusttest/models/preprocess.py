@@ -44,11 +44,14 @@ def preprocess(images: torch.Tensor, card: ModelCard) -> torch.Tensor:
             f"preprocess: expected float images in [0, 1], got dtype {images.dtype}; "
             "convert with images.float() / 255 (8-bit) or / 65535 (16-bit)"
         )
-    x = resize(images.to(torch.float32), card.input_size)
-    if card.channels == 3:
-        x = x.expand(-1, 3, -1, -1)  # a view; the normalisation below materialises it
+    x32 = images.to(torch.float32)
+    x = resize(x32, card.input_size)
     mean = torch.tensor(card.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     std = torch.tensor(card.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    if card.channels == 1 and x is not x32 and x.is_contiguous():
+        return x.sub_(mean).div_(std)  # the resize's own output: normalise in place
+    if card.channels == 3:
+        x = x.expand(-1, 3, -1, -1)  # a view; the normalisation below materialises it
     return ((x - mean) / std).contiguous()
 
 

@@ -169,9 +169,9 @@ def test_noise_independent_of_thread_count(spec: NoiseSpec) -> None:
 def test_high_count_thinning_same_on_one_thread_and_batch_wide(
     shape: tuple[int, int, int], dose: float
 ) -> None:
-    # counts ≥ 3×10⁴ everywhere: every pixel takes the rounded normal, which with more than
-    # one thread is drawn image by image and transformed batch-wide, on one thread piece by
-    # piece; the shapes leave a last piece of 0, 32,761 and 13 pixels (< 16: no batch-wide)
+    # counts ≥ 3×10⁴ everywhere: every pixel takes the rounded normal, one fill per image
+    # (with two threads the fills run side by side) and one batch-wide transform; the
+    # shapes leave a last CPU piece of 0, 32,761 and 13 pixels, which once took other paths
     g = torch.Generator().manual_seed(3)
     x = 0.2 + 0.6 * torch.rand(shape, generator=g)
     spec = NoiseSpec("quantum", dose)
@@ -182,6 +182,40 @@ def test_high_count_thinning_same_on_one_thread_and_batch_wide(
         out.append(spec.apply(x, seed=5, image_ids=ids, pixel_spacing_mm=1.6))
     assert torch.equal(out[0], out[1])
     assert not torch.equal(out[0], x.clamp(0, 1))
+
+
+@pytest.mark.parametrize("variant", ["thin", "resample"])
+def test_quantum_ladder_shares_counts_of_one_batch_without_changing_results(
+    variant: str,
+) -> None:
+    # the engine applies every condition to one checked tensor: the rounded full-dose counts
+    # and their square roots are made once for it, and must give what a fresh tensor gives
+    x = noise_mod.check_images(smooth_batch(3, 64))
+    ids = list("abc")
+
+    def fresh(spec: NoiseSpec, t: torch.Tensor) -> torch.Tensor:
+        return spec.apply(t.clone(), seed=4, image_ids=ids, pixel_spacing_mm=0.2)
+
+    specs = [NoiseSpec("quantum", d, {"variant": variant}) for d in (0.5, 0.1, 0.02)]
+    specs.append(NoiseSpec("electronic", 20.0, {"dose": 0.25, "variant": variant}))
+    for spec in specs + specs:  # the second round reads the shared counts
+        got = spec.apply_checked(x, seed=4, image_ids=ids, pixel_spacing_mm=0.2)
+        assert torch.equal(got, fresh(spec, x)), spec.slug
+    memo = getattr(x, "_robusttest_counts", None)
+    assert (memo is not None) == (variant == "thin")
+    # changed in place (its version counter moves): the counts are made again
+    x.mul_(0.5)
+    for spec in specs:
+        got = spec.apply_checked(x, seed=4, image_ids=ids, pixel_spacing_mm=0.2)
+        assert torch.equal(got, fresh(spec, x)), spec.slug
+    # a different N0 (spacing) is a different entry, not a stale hit
+    other = specs[0].apply_checked(x, seed=4, image_ids=ids, pixel_spacing_mm=0.4)
+    assert torch.equal(
+        other, specs[0].apply(x.clone(), seed=4, image_ids=ids, pixel_spacing_mm=0.4)
+    )
+    assert not torch.equal(
+        other, specs[0].apply_checked(x, seed=4, image_ids=ids, pixel_spacing_mm=0.2)
+    )
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
