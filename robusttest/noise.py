@@ -597,8 +597,8 @@ def _full_dose_counts(
         n = _expected_counts(x, n0, lmax).round_()
         return n, _sqrt_counts(n)
 
-    if x.numel() > _SHARED_COUNTS_MAX_PIXELS:
-        return make()
+    if x.numel() > _SHARED_COUNTS_MAX_PIXELS or x.is_inference():
+        return make()  # (inference tensors keep no version counter to check)
     key = (lmax, tuple(n0.flatten().tolist()))
     with _SHARED_LOCK:
         memo: dict[Any, Any] | None = getattr(x, "_robusttest_counts", None)

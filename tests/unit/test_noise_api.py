@@ -208,6 +208,11 @@ def test_quantum_ladder_shares_counts_of_one_batch_without_changing_results(
     for spec in specs:
         got = spec.apply_checked(x, seed=4, image_ids=ids, pixel_spacing_mm=0.2)
         assert torch.equal(got, fresh(spec, x)), spec.slug
+    # an inference tensor has no version counter: nothing is kept with it
+    with torch.inference_mode():
+        y = x.clone()
+    got = specs[0].apply_checked(y, seed=4, image_ids=ids, pixel_spacing_mm=0.2)
+    assert torch.equal(got, fresh(specs[0], x)) and not hasattr(y, "_robusttest_counts")
     # a different N0 (spacing) is a different entry, not a stale hit
     other = specs[0].apply_checked(x, seed=4, image_ids=ids, pixel_spacing_mm=0.4)
     assert torch.equal(
