@@ -329,6 +329,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         lanes=args.lanes,
         cache=not args.no_cache,
+        cache_dir=args.cache_dir,
     )
     if args.json:
         result.write_json(args.json)
@@ -371,6 +372,12 @@ def _register_run(sub: Any) -> None:
         help="items run at once on the CPU, each on one core (default: one per torch thread)",
     )
     p.add_argument("--no-cache", action="store_true", help="ignore the output cache")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="folder of the output cache (default: ./.robusttest-cache); share it between "
+        "CI jobs to reuse outputs",
+    )
     p.add_argument("--json", default=None, help="write the results JSON here")
     p.add_argument("--html", default=None, help="write the HTML report here")
     p.set_defaults(func=_cmd_run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import nn
 from robusttest import preview
 from robusttest.cli import main
 from robusttest.models import ModelCard, export_onnx
+from robusttest.models.runner import OnnxRunner
 from robusttest.noise import NoiseSpec
 from robusttest.results import RunResult
 from robusttest.suite import json_schema
@@ -285,6 +287,38 @@ def test_run_exit_code_follows_the_gates(
         assert "FAILED: 0 gates passed, 2 failed" in stdout
         assert "FAIL lungs-dice[gaussian-sigma0.1]: " in stdout and "1.01" in stdout
     assert not (tmp_path / ".robusttest-cache").exists()  # --no-cache
+
+
+def test_run_cache_dir_holds_the_outputs_and_a_rerun_reads_them(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    calls: list[int] = []
+    real_call = OnnxRunner.__call__
+
+    def counted(self: OnnxRunner, batch: torch.Tensor) -> torch.Tensor:
+        calls.append(batch.shape[0])
+        return real_call(self, batch)
+
+    monkeypatch.setattr(OnnxRunner, "__call__", counted)
+    cache_dir = tmp_path / "ci-cache"
+    argv = ["run", str(model), "--suite", str(suite_file(tmp_path, 0.0)), "--device", "cpu"]
+    argv += ["--workers", "1", "--lanes", "1", "--cache-dir", str(cache_dir)]
+    assert main([*argv, "--json", str(tmp_path / "a.json")]) == 0
+    first = len(calls)
+    assert (cache_dir / "outputs.sqlite").is_file()
+    assert not (tmp_path / ".robusttest-cache").exists()  # not the default folder
+    with sqlite3.connect(cache_dir / "outputs.sqlite") as db:
+        rows = db.execute("SELECT COUNT(*) FROM outputs").fetchone()[0]
+    assert rows == 4 * 2  # 4 images × (clean + 1 condition)
+    # the rerun reads the main pass from that folder: one model call per condition fewer
+    # (the 4 images make one batch); only the report's gallery thumbnails run the model
+    calls.clear()
+    assert main([*argv, "--json", str(tmp_path / "b.json")]) == 0
+    assert len(calls) == first - 2
+    a, b = RunResult.read(tmp_path / "a.json"), RunResult.read(tmp_path / "b.json")
+    assert a.to_json(include_run=False) == b.to_json(include_run=False)
+    capsys.readouterr()
 
 
 def test_run_bad_repeats_is_one_line(
