@@ -986,7 +986,8 @@ class NoiseSpec:
     ) -> torch.Tensor:
         """``apply`` for a batch already through ``check_images`` (N×H×W float32 in [0, 1]):
         a caller that puts one batch through many conditions checks it once. ``x`` is
-        only read."""
+        only read; binomial thinning keeps its full-dose counts with it (two copies, while
+        ``x`` lives unchanged, up to 2²⁴ pixels) for the next dose of the ladder."""
         n, h, w = x.shape
         ids = [str(i) for i in range(n)] if image_ids is None else [str(i) for i in image_ids]
         if len(ids) != n:
