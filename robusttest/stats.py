@@ -23,6 +23,7 @@ lower is better (HD95). A positive drop is a degradation.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -125,21 +126,43 @@ def _check_resampling(n_resamples: int, seed: int, ci: float) -> None:
     check_range("ci", ci, 0.0, 1.0, low_open=True, high_open=True)
 
 
-def _count_chunks(
-    rng: np.random.Generator, n_groups: int, n_resamples: int, width: int
-) -> Iterator[FloatArray]:
-    """Per-resample patient multiplicities, b×G per chunk (rows: resamples).
+def _count_chunks(seed: int, n_groups: int, n_resamples: int, width: int) -> Iterator[FloatArray]:
+    """Per-resample patient multiplicities, b×G per chunk (rows: resamples), from
+    ``default_rng(seed)``.
 
     Drawing G patients with replacement and counting them (bincount over the flattened
-    index matrix) gives the multinomial weights without a loop over resamples.
+    index matrix) gives the multinomial weights without a loop over resamples. Every case
+    of a run draws the same weights (same seed, same patients): up to
+    ``_SHARED_WEIGHTS_ELEMS`` they are drawn once and shared (read only).
     """
     rows = max(1, _CHUNK_ELEMS // max(n_groups, width, 1))
+    if n_groups * n_resamples <= _SHARED_WEIGHTS_ELEMS:
+        yield from _shared_weights(seed, n_groups, n_resamples, rows)
+    else:
+        yield from _draw_weights(seed, n_groups, n_resamples, rows)
+
+
+_SHARED_WEIGHTS_ELEMS = 1 << 22  # 32 MiB of float64 per entry
+
+
+def _draw_weights(seed: int, n_groups: int, n_resamples: int, rows: int) -> Iterator[FloatArray]:
+    rng = np.random.default_rng(seed)
     for start in range(0, n_resamples, rows):
         b = min(rows, n_resamples - start)
         idx = rng.integers(0, n_groups, size=(b, n_groups))
         flat = (idx + (np.arange(b) * n_groups)[:, None]).ravel()
         counts = np.bincount(flat, minlength=b * n_groups).reshape(b, n_groups)
         yield counts.astype(np.float64)
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_weights(
+    seed: int, n_groups: int, n_resamples: int, rows: int
+) -> tuple[FloatArray, ...]:
+    chunks = tuple(_draw_weights(seed, n_groups, n_resamples, rows))
+    for c in chunks:
+        c.flags.writeable = False
+    return chunks
 
 
 def _percentile_ci(x: FloatArray, ci: float) -> tuple[float, float]:
@@ -359,8 +382,7 @@ def paired_bootstrap(
         ],
         axis=1,
     )
-    rng = np.random.default_rng(seed)
-    parts = [w @ table for w in _count_chunks(rng, n_groups, n_resamples, 3)]
+    parts = [w @ table for w in _count_chunks(seed, n_groups, n_resamples, 3)]
     sums = np.concatenate(parts, axis=0)
     return _from_resamples(
         setup,
@@ -446,9 +468,8 @@ def paired_bootstrap_auroc(
             noisy=auc_z,
             estimate=auc_c - auc_z,
         )
-    rng = np.random.default_rng(seed)
     cs, zs = [], []
-    for w in _count_chunks(rng, n_groups, n_resamples, n):
+    for w in _count_chunks(seed, n_groups, n_resamples, n):
         cs.append(_weighted_auc(w, pc))
         zs.append(_weighted_auc(w, pz))
     bc, bz = np.concatenate(cs), np.concatenate(zs)

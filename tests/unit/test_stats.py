@@ -339,3 +339,27 @@ def test_judge_bootstrap_uses_the_gated_quantity() -> None:
     assert not rel.passed and rel.value_used == res.relative_ci_high
     with pytest.raises(UnknownNameError):
         res.gate_values("maximum")
+
+
+def test_cases_share_one_draw_of_bootstrap_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every case of a run resamples the same patients with the same seed: the weights are
+    # drawn once, and a case gets exactly what a fresh draw would give it
+    rng = np.random.default_rng(5)
+    clean, noisy = rng.uniform(0.7, 1.0, 60), rng.uniform(0.5, 1.0, 60)
+    groups = np.repeat(np.arange(30), 2)
+    y = rng.integers(0, 2, 60)
+    S._shared_weights.cache_clear()
+    first = S.paired_bootstrap(clean, noisy, groups, n_resamples=500, seed=3)
+    auc_first = S.paired_bootstrap_auroc(y, clean, noisy, groups, n_resamples=500, seed=3)
+    assert S._shared_weights.cache_info().misses == 2  # rows per chunk differ: two entries
+    again = S.paired_bootstrap(clean, noisy[::-1], groups, n_resamples=500, seed=3)
+    assert S._shared_weights.cache_info().hits >= 1
+    chunks = S._shared_weights(3, 30, 500, S._CHUNK_ELEMS // 30)
+    assert not chunks[0].flags.writeable
+    # fresh draws (nothing shared) give the same numbers
+    monkeypatch.setattr(S, "_SHARED_WEIGHTS_ELEMS", 0)
+    assert S.paired_bootstrap(clean, noisy, groups, n_resamples=500, seed=3) == first
+    assert S.paired_bootstrap(clean, noisy[::-1], groups, n_resamples=500, seed=3) == again
+    assert S.paired_bootstrap_auroc(y, clean, noisy, groups, n_resamples=500, seed=3) == auc_first
+    # and another seed is another draw
+    assert S.paired_bootstrap(clean, noisy, groups, n_resamples=500, seed=4).ci_low != first.ci_low
