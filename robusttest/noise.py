@@ -409,8 +409,9 @@ def _binomial_from_normal(
     """out ← clamp(a·(n + √((1−a)/a)·√n·z), 0, n) from standard normals z (overwritten);
     ``sqrt_n``: √n as ``_sqrt_counts`` gives it, when the caller has it already."""
     s = _sqrt_counts(n) if sqrt_n is None else sqrt_n
-    torch.addcmul(n, s, z, value=math.sqrt((1.0 - a) / a), out=z).mul_(a).clamp_(min=0.0)
-    torch.minimum(z, n, out=out)
+    torch.addcmul(n, s, z, value=math.sqrt((1.0 - a) / a), out=z).mul_(a)
+    zero = torch.zeros((), dtype=n.dtype, device=n.device)  # (a number and a tensor bound
+    torch.clamp(z, min=zero, max=n, out=out)  # do not mix); one pass for both bounds
 
 
 def sample_binomial(
