@@ -602,10 +602,11 @@ def _full_dose_counts(
         return make()  # (inference tensors keep no version counter to check)
     key = (lmax, tuple(n0.flatten().tolist()))
     with _SHARED_LOCK:
-        memo: dict[Any, Any] | None = getattr(x, "_robusttest_counts", None)
-        if memo is None or memo["version"] != x._version:
-            memo = {"version": x._version}
-            x._robusttest_counts = memo  # type: ignore[attr-defined]
+        kept: tuple[int, dict[Any, Any]] | None = getattr(x, "_robusttest_counts", None)
+        if kept is None or kept[0] != x._version:
+            kept = (x._version, {})
+            x._robusttest_counts = kept  # type: ignore[attr-defined]
+        memo = kept[1]
         hit = memo.get(key)
     if hit is not None:
         return hit
