@@ -27,6 +27,9 @@ ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 METADATA_PREFIX = "robusttest."
 #: Name of the card inside TorchScript / torch.export archives (its content is ``to_dict()`` JSON).
 CARD_FILENAME = "robusttest_card.json"
+#: Beside the card: ``{"torch": version}`` of the torch that saved the archive, so a torch
+#: too old to read it can say so.
+SAVED_WITH_FILENAME = "robusttest_saved_with.json"
 #: Bumped when the stored layout changes incompatibly; readers accept what they know.
 CARD_FORMAT = "1"
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from robusttest.errors import ConfigError, ModelError
 from robusttest.fsutil import atomic_write_bytes
-from robusttest.models.card import CARD_FILENAME, METADATA_PREFIX, ModelCard
+from robusttest.models.card import CARD_FILENAME, METADATA_PREFIX, SAVED_WITH_FILENAME, ModelCard
 from robusttest.models.preprocess import postprocess
 
 INPUT_NAME = "input"
@@ -201,6 +201,13 @@ def export_onnx(
     return write_atomic(target, proto.SerializeToString())
 
 
+def _extra_files(card: ModelCard) -> dict[str, str]:
+    return {
+        CARD_FILENAME: json.dumps(card.to_dict()),
+        SAVED_WITH_FILENAME: json.dumps({"torch": torch.__version__}),
+    }
+
+
 def save_torchscript(
     module: nn.Module,
     path: str | os.PathLike[str],
@@ -239,7 +246,7 @@ def save_torchscript(
                         ) from exc
                     scripted = _trace(module, example, target)
             buf = io.BytesIO()
-            torch.jit.save(scripted, buf, _extra_files={CARD_FILENAME: json.dumps(card.to_dict())})
+            torch.jit.save(scripted, buf, _extra_files=_extra_files(card))
     return write_atomic(target, buf.getvalue())
 
 
@@ -276,5 +283,5 @@ def save_pt2(
                 "try export_onnx or save_torchscript"
             ) from exc
     buf = io.BytesIO()
-    torch.export.save(program, buf, extra_files={CARD_FILENAME: json.dumps(card.to_dict())})
+    torch.export.save(program, buf, extra_files=_extra_files(card))
     return write_atomic(target, buf.getvalue())

@@ -27,6 +27,7 @@ import torch
 from robusttest.errors import ConfigError, InputError, ModelError
 from robusttest.models.card import (
     CARD_FILENAME,
+    SAVED_WITH_FILENAME,
     ModelCard,
     build_card,
     card_fields_from_json,
@@ -346,9 +347,12 @@ class OnnxRunner:
         self._session = self._new_session(threads)
         provider = self._session.get_providers()[0]
         if want_cuda and provider != "CUDAExecutionProvider":
+            # The model runs where onnxruntime runs it: noise, pre- and postprocessing
+            # follow it to the CPU (no copies per batch, and the CPU engine's lanes).
+            self.device = "cpu"
             warnings.warn(
                 f"{self.path}: onnxruntime has no usable CUDAExecutionProvider (install "
-                "onnxruntime-gpu matching your CUDA); the model runs on the CPU",
+                "onnxruntime-gpu matching your CUDA); the model and its noise run on the CPU",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -464,6 +468,34 @@ class OnnxRunner:
 
 
 # -- torch -----------------------------------------------------------------------------------
+
+
+def _saved_with_torch(data: bytes) -> str | None:
+    """The torch version recorded by ``save_torchscript`` / ``save_pt2``, if any."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for name in zf.namelist():
+                if name.endswith(f"extra/{SAVED_WITH_FILENAME}"):
+                    version = json.loads(zf.read(name)).get("torch")
+                    return version if isinstance(version, str) else None
+    except (zipfile.BadZipFile, ValueError, AttributeError, KeyError):
+        return None
+    return None
+
+
+def _newer_torch_hint(data: bytes) -> str:
+    # Archives are not forward compatible: a scripted file carries the source of the
+    # torch.nn.functional it was saved with, which may call ops an older torch lacks.
+    saved = _saved_with_torch(data)
+    fix = (
+        "load it with that torch or a newer one, or save it again traced "
+        "(save_torchscript(..., method='trace')) or as ONNX, which older runtimes read"
+    )
+    if saved is not None and saved != torch.__version__:
+        return f"; it was saved with torch {saved}: {fix}"
+    if saved is None:
+        return f". If it was saved with a newer torch, {fix}"
+    return ""
 
 
 def _vet_pt2(path: Path, data: bytes) -> None:
@@ -587,7 +619,8 @@ class TorchRunner:
             raise
         except Exception as exc:
             raise ModelError(
-                f"{self.path}: torch cannot load this {fmt} model ({type(exc).__name__}: {exc})"
+                f"{self.path}: torch {torch.__version__} cannot load this {fmt} model "
+                f"({type(exc).__name__}: {exc}){_newer_torch_hint(data)}"
             ) from None
         self._module = module
         raw_card = extra.get(CARD_FILENAME) or ""

@@ -17,6 +17,17 @@ from plugin_helpers import (
     suite_yaml,
 )
 
+
+def _model_device() -> str:
+    """Where `--device auto` runs an ONNX model: CUDA only with onnxruntime's CUDA provider
+    (seen on an H200 with the CPU build: the run says cpu)."""
+    import onnxruntime as ort
+    import torch
+
+    cuda = torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
+    return f"cuda:{torch.cuda.current_device()}" if cuda else "cpu"
+
+
 IDS = ("lungs-dice[clean]", "lungs-dice[quantum-dose10]", "lungs-dice[gaussian-sigma0.08]")
 
 
@@ -31,7 +42,8 @@ def test_passing_gates_in_an_empty_folder(project: pytest.Pytester, models: Mode
             "*collected 3 items",
             *(lit(f"robusttest::tiny::{i} PASSED") + "*" for i in IDS),
             "*- robusttest -*",
-            "seg.onnx × tiny: sha256 ????????????, 4 images (phantom), device cpu; gates 3 passed, 0 failed",
+            "seg.onnx × tiny: sha256 ????????????, 4 images (phantom), "
+            f"device {_model_device()}; gates 3 passed, 0 failed",
         ]
     )
     assert evaluations(project) == ["main seg.onnx tiny"]  # once, for three items

@@ -373,6 +373,74 @@ def test_pt2_round_trip(tmp_path: Path) -> None:
     runner(x).mul_(2)  # outputs are ordinary tensors, not inference-mode ones
 
 
+def _with_saved_with(src: Path, dst: Path, version: str | None) -> Path:
+    """A copy of an archive whose recorded torch version is ``version`` (None: no record)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("extra/robusttest_saved_with.json"):
+                if version is None:
+                    continue
+                data = json.dumps({"torch": version}).encode()
+            zout.writestr(info, data)
+    return dst
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "pt2"])
+def test_archive_from_a_newer_torch_names_both_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    # Seen on a device with torch 2.11: a file scripted by 2.14 calls
+    # aten::_upsample_lanczos2d_aa, which 2.11 lacks. The loader's failure is simulated here.
+    if fmt == "torchscript":
+        good = save_torchscript(_cnn(), tmp_path / "m.pt", CLS_CARD)
+        target = "jit.load"
+    else:
+        good = save_pt2(_cnn(), tmp_path / "m.pt2", CLS_CARD)
+        target = "export.load"
+    with zipfile.ZipFile(good) as zf:
+        name = next(n for n in zf.namelist() if n.endswith("extra/robusttest_saved_with.json"))
+        assert json.loads(zf.read(name)) == {"torch": torch.__version__}
+
+    def too_old(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Unknown builtin op: aten::_upsample_lanczos2d_aa.")
+
+    module, attr = target.split(".")
+    monkeypatch.setattr(getattr(torch, module), attr, too_old)
+    newer = _with_saved_with(good, tmp_path / f"newer{good.suffix}", "99.1.0")
+    with pytest.raises(ModelError) as info:
+        load_model(newer, device="cpu")
+    msg = str(info.value)
+    assert msg.startswith(f"{newer}: torch {torch.__version__} cannot load this {fmt} model")
+    assert "_upsample_lanczos2d_aa" in msg
+    assert "saved with torch 99.1.0: load it with that torch or a newer one" in msg
+    assert "method='trace'" in msg and "ONNX" in msg
+
+    unknown = _with_saved_with(good, tmp_path / f"unknown{good.suffix}", None)
+    with pytest.raises(ModelError, match="If it was saved with a newer torch, load it"):
+        load_model(unknown, device="cpu")
+    with pytest.raises(ModelError) as same:  # same version: the hint would mislead
+        load_model(good, device="cpu")
+    assert str(same.value).endswith("_upsample_lanczos2d_aa.)")
+
+
+def test_onnx_without_a_cuda_provider_runs_model_and_noise_on_the_cpu(
+    unet_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnxruntime as ort
+
+    from robusttest.models import runner as runner_mod
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has a CUDA provider")
+    # as on a GPU machine whose onnxruntime is the CPU build (seen on an H200)
+    monkeypatch.setattr(runner_mod, "resolve_device", lambda device: "cuda:0")
+    with pytest.warns(RuntimeWarning, match="model and its noise run on the CPU"):
+        runner = load_model(unet_onnx, device="cuda", threads=1)
+    assert runner.device == "cpu" and "CPUExecutionProvider" in runner.backend
+    assert runner(torch.zeros(2, 1, 32, 40)).device.type == "cpu"
+
+
 def test_pt2_with_pickled_payload_is_refused(tmp_path: Path) -> None:
     good = save_pt2(_cnn(), tmp_path / "cnn.pt2", CLS_CARD)
     bad = tmp_path / "bad.pt2"
