@@ -197,6 +197,7 @@ def main() -> int:
         from robusttest.suite import parse_suite
 
         assert models_dir is not None
+        # the engine benchmark's suite (tests/benchmarks/test_bench_engine.py), 256 images
         suite = parse_suite(
             {
                 "name": "throughput",
