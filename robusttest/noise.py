@@ -392,11 +392,17 @@ def _sqrt_counts(n: torch.Tensor) -> torch.Tensor:
     return v.rsqrt().mul_(v)
 
 
-def _binomial_normal(n: torch.Tensor, a: float, g: torch.Generator, out: torch.Tensor) -> None:
+def _binomial_normal(
+    n: torch.Tensor,
+    a: float,
+    g: torch.Generator,
+    out: torch.Tensor,
+    sqrt_n: torch.Tensor | None = None,
+) -> None:
     """out ← clamp(a·n + √(a(1−a)n)·z, 0, n), z ~ N(0, 1) from g, NOT yet rounded; out may
-    be n."""
+    be n. ``sqrt_n`` as in ``_binomial_from_normal``."""
     z = torch.randn(n.shape, generator=g, dtype=n.dtype, device=n.device)
-    _binomial_from_normal(n, a, z, out)
+    _binomial_from_normal(n, a, z, out, sqrt_n)
 
 
 def _binomial_from_normal(
@@ -456,8 +462,7 @@ def sample_binomial(
     s_flat = None if sqrt_n is None else sqrt_n.reshape(n.shape[0], -1)
     for i, g in enumerate(gens):
         if normal_only[i]:  # the same numbers as in a batch of such images
-            z = torch.randn(flat[i].shape, generator=g, dtype=n.dtype, device=n.device)
-            _binomial_from_normal(flat[i], a, z, k_flat[i], None if s_flat is None else s_flat[i])
+            _binomial_normal(flat[i], a, g, k_flat[i], None if s_flat is None else s_flat[i])
             continue
         n_pieces = flat[i].split(piece)
         ranges = [_value_range(nc) for nc in n_pieces] if on_cpu else [(lows[i], highs[i])]
