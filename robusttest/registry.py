@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from robusttest.errors import ConfigError, RobustTestError, UnknownNameError
 
 T = TypeVar("T")
-O = TypeVar("O")
+D = TypeVar("D")
 
 ENTRY_POINT_GROUPS = {
     "noise": "robusttest.noise",
@@ -87,13 +87,11 @@ class Registry(Generic[T]):
             self._origin[key] = where
         return item
 
-    def register(
-        self, name: str | None = None, *, replace: bool = False
-    ) -> Callable[[O], O]:
+    def register(self, name: str | None = None, *, replace: bool = False) -> Callable[[D], D]:
         """Decorator: ``@REGISTRY.register("name")`` (or without a name when the object
         carries one, see ``name_of``). Returns the decorated object unchanged."""
 
-        def deco(obj: O) -> O:
+        def deco(obj: D) -> D:
             key = name
             if key is None:
                 key = getattr(obj, "name", None)
@@ -140,9 +138,7 @@ class Registry(Generic[T]):
         try:
             self.add(ep.name, obj, origin=_qualname(obj))
         except RobustTestError as exc:
-            raise ExtensionError(
-                f"{self.kind} extension {ep.name!r} from {dist}: {exc}"
-            ) from None
+            raise ExtensionError(f"{self.kind} extension {ep.name!r} from {dist}: {exc}") from None
 
     # --- looking up ------------------------------------------------------------------------
     def get(self, name: str) -> T:
