@@ -20,11 +20,9 @@ from typing import Any, Literal
 
 from robusttest.errors import ConfigError
 from robusttest.fsutil import atomic_write_text
+from robusttest.gates import CLEAN, FAILING, VERDICTS, GateSpec, Verdict
 
 SCHEMA_VERSION = "1.0"
-CLEAN = "clean"
-
-Verdict = Literal["pass", "fail", "no-gate", "error"]
 
 
 def _num(x: float | None) -> float | None:
@@ -77,37 +75,6 @@ class ImageRecord:
             values={k: _unnum(v) for k, v in d["values"].items()},
             targets={k: int(v) for k, v in d.get("targets", {}).items()},
         )
-
-
-@dataclass(frozen=True)
-class GateSpec:
-    """Limits applied to one case; every limit present must hold."""
-
-    min: float | None = None
-    max_drop: float | None = None
-    max_relative_drop: float | None = None
-    on: Literal["ci", "point"] = "ci"
-
-    @property
-    def empty(self) -> bool:
-        return self.min is None and self.max_drop is None and self.max_relative_drop is None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> GateSpec:
-        return cls(**{k: d[k] for k in ("min", "max_drop", "max_relative_drop", "on") if k in d})
-
-    def describe(self) -> str:
-        parts = []
-        if self.min is not None:
-            parts.append(f"min {self.min:g}")
-        if self.max_drop is not None:
-            parts.append(f"max_drop {self.max_drop:g}")
-        if self.max_relative_drop is not None:
-            parts.append(f"max_relative_drop {self.max_relative_drop:g}")
-        return ", ".join(parts) + f" (on {self.on})" if parts else "no gate"
 
 
 @dataclass(frozen=True)
@@ -263,7 +230,7 @@ class RunResult:
 
     @property
     def failed(self) -> list[CaseResult]:
-        return [c for c in self.cases if c.verdict in ("fail", "error")]
+        return [c for c in self.cases if c.verdict in FAILING]
 
     @property
     def passed(self) -> bool:
@@ -276,7 +243,7 @@ class RunResult:
         raise KeyError(case_id)
 
     def counts(self) -> dict[str, int]:
-        out = {"pass": 0, "fail": 0, "no-gate": 0, "error": 0}
+        out = dict.fromkeys(VERDICTS, 0)
         for c in self.cases:
             out[c.verdict] += 1
         return out

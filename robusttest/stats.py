@@ -1,4 +1,4 @@
-"""Paired statistics for clean-vs-noisy comparisons, and the gate judgement.
+"""Paired statistics for clean-vs-noisy comparisons (gates judge them: robusttest.gates).
 
 Every comparison is paired: the same images are scored clean and noisy, so the quantity
 of interest is the *drop* and its uncertainty comes from which images (patients) were
@@ -14,7 +14,6 @@ sampled, not from two independent samples.
   algorithm). It treats images as independent; use the patient bootstrap when patients
   contribute several images.
 - :func:`wilcoxon_paired`, :func:`average_repeats`, :func:`holm`: small helpers.
-- :func:`judge`: turns an estimate and CI into a pass/fail with a one-line explanation.
 
 Orientation: a *drop* is always "how much worse noisy is than clean", in the metric's
 units: ``clean − noisy`` when higher is better (Dice, AUROC), ``noisy − clean`` when
@@ -25,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -38,23 +37,16 @@ from robusttest.errors import ConfigError, InputError, UnknownNameError, check_r
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
-GateKind = Literal["min", "max_drop", "max_relative_drop"]
-GATE_KINDS: tuple[str, ...] = ("min", "max_drop", "max_relative_drop")
-JudgeOn = Literal["ci", "point"]
-
 __all__ = [
-    "GATE_KINDS",
     "BootstrapResult",
     "DeLongResult",
-    "Verdict",
     "WilcoxonResult",
     "average_repeats",
     "delong_paired",
     "holm",
-    "judge",
-    "judge_bootstrap",
     "paired_bootstrap",
     "paired_bootstrap_auroc",
+    "paired_bootstrap_statistic",
     "wilcoxon_paired",
 ]
 
@@ -219,16 +211,6 @@ class BootstrapResult:
     n_skipped: int = 0
     n_excluded: int = 0
     reason: str | None = None
-
-    def gate_values(self, kind: str) -> tuple[float, float, float]:
-        """(estimate, ci_low, ci_high) of the quantity a gate of ``kind`` limits."""
-        if kind == "min":
-            return self.noisy, self.noisy_ci_low, self.noisy_ci_high
-        if kind == "max_drop":
-            return self.estimate, self.ci_low, self.ci_high
-        if kind == "max_relative_drop":
-            return self.relative, self.relative_ci_low, self.relative_ci_high
-        raise UnknownNameError("gate kind", kind, GATE_KINDS)
 
 
 class _Setup(NamedTuple):
@@ -492,6 +474,78 @@ def paired_bootstrap_auroc(
     )
 
 
+WeightedStatistic = Callable[[npt.NDArray[np.bool_], FloatArray, FloatArray], float]
+
+
+def paired_bootstrap_statistic(
+    statistic: WeightedStatistic,
+    y: npt.ArrayLike,
+    s_clean: npt.ArrayLike,
+    s_noisy: npt.ArrayLike,
+    groups: npt.ArrayLike | None = None,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    ci: float = 0.95,
+    higher_is_better: bool = True,
+) -> BootstrapResult:
+    """Patient bootstrap of the drop in any set-level statistic ``statistic(y, scores, w)``.
+
+    ``w`` holds one weight per image: its patient's multiplicity in the resample (all 1 for
+    the point estimate), so the statistic sees exactly the images a resample drew, with
+    the same weights as :func:`paired_bootstrap_auroc` (same seed, same patients). NaN
+    from the statistic marks a resample it cannot score (skipped, counted in n_skipped).
+    One Python call per resample: for extension metrics; AUROC has its vectorised path.
+    """
+    _check_resampling(n_resamples, seed, ci)
+    t = _binary(y, "y")
+    sc = _vector(s_clean, "s_clean", allow_nan=False)
+    sz = _vector(s_noisy, "s_noisy", allow_nan=False)
+    n = _same_length(y=t, s_clean=sc, s_noisy=sz)
+    codes, n_groups = _group_codes(groups, n)
+    setup = _Setup(higher_is_better, ci, n_resamples, seed)
+    sign = 1.0 if higher_is_better else -1.0
+    ones = np.ones(n)
+    v_c, v_z = float(statistic(t, sc, ones)), float(statistic(t, sz, ones))
+    if not (math.isfinite(v_c) and math.isfinite(v_z)):
+        return _empty_result(
+            "the statistic is undefined on these images", setup, n=n, n_groups=n_groups
+        )
+    if n_groups < 2:
+        return _empty_result(
+            "only 1 patient: a patient bootstrap cannot estimate uncertainty",
+            setup,
+            n=n,
+            n_groups=n_groups,
+            clean=v_c,
+            noisy=v_z,
+            estimate=sign * (v_c - v_z),
+        )
+    bc: list[float] = []
+    bz: list[float] = []
+    for chunk in _count_chunks(seed, n_groups, n_resamples, n):
+        for row in chunk:
+            w = row[codes]
+            bc.append(float(statistic(t, sc, w)))
+            bz.append(float(statistic(t, sz, w)))
+    ac, az = np.asarray(bc), np.asarray(bz)
+    valid = np.isfinite(ac) & np.isfinite(az)
+    n_skipped = int(n_resamples - valid.sum())
+    reason = None if valid.any() else f"no resample of {n_resamples} could be scored: no CI"
+    return _from_resamples(
+        setup,
+        clean=v_c,
+        noisy=v_z,
+        clean_b=ac[valid],
+        noisy_b=az[valid],
+        sign=sign,
+        n=n,
+        n_groups=n_groups,
+        n_skipped=n_skipped,
+        reason=reason,
+    )
+
+
 # --------------------------------------------------------------------------- DeLong
 
 
@@ -653,118 +707,3 @@ def holm(p_values: Sequence[float] | npt.ArrayLike) -> FloatArray:
     scaled = (m - np.arange(m)) * p[order]
     out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
     return out
-
-
-# ------------------------------------------------------------------------ judgement
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """A gate's outcome: the number compared with the limit, and a sentence about it."""
-
-    passed: bool
-    value_used: float
-    explanation: str
-
-
-def _fmt(x: float, relative: bool) -> str:
-    if math.isnan(x):
-        return "nan"
-    return f"{x:.2%}" if relative else f"{x:.4g}"
-
-
-def judge(
-    kind: str,
-    limit: float,
-    estimate: float,
-    ci_low: float,
-    ci_high: float,
-    clean: float,
-    higher_is_better: bool,
-    on: str = "ci",
-    *,
-    metric: str = "metric",
-    context: str = "",
-    ci: float = 0.95,
-    n: int | None = None,
-    n_groups: int | None = None,
-    reason: str | None = None,
-) -> Verdict:
-    """Judge one gate. ``estimate``/``ci_low``/``ci_high`` describe the gated quantity:
-
-    - ``"max_drop"``: the drop (positive = worse, metric units; see module docstring).
-      Passes iff drop ≤ limit.
-    - ``"max_relative_drop"``: the drop as a fraction of |clean| (0.05 = 5 %).
-      Passes iff relative drop ≤ limit.
-    - ``"min"``: the noisy metric itself. For higher-is-better metrics a floor: passes iff
-      noisy ≥ limit. For lower-is-better metrics (HD95) the mirror, a ceiling on the
-      worst acceptable value: passes iff noisy ≤ limit.
-
-    ``on="ci"`` (default) compares the conservative CI bound: the upper bound of a drop,
-    the lower bound of a higher-is-better ``min`` (upper for lower-is-better): a pass
-    means "within the limit with ``ci`` confidence". ``on="point"`` compares the point
-    estimate. A NaN value fails, saying why (``reason``). ``clean``, ``metric``,
-    ``context`` (e.g. "quantum a=0.10"), ``n``, ``n_groups`` only feed the explanation. For a
-    :class:`BootstrapResult` use :func:`judge_bootstrap`.
-    """
-    if kind not in GATE_KINDS:
-        raise UnknownNameError("gate kind", kind, GATE_KINDS)
-    if on not in ("ci", "point"):
-        raise UnknownNameError("judge mode", on, ["ci", "point"])
-    lim = check_range("limit", limit)
-    relative = kind == "max_relative_drop"
-    if kind == "min":
-        quantity = "noisy value"
-        upper = not higher_is_better  # which side of the CI is the conservative one
-    else:
-        quantity = "relative drop" if relative else "drop"
-        upper = True
-    if on == "ci":
-        value = ci_high if upper else ci_low
-        used = f"{'upper' if upper else 'lower'} {ci:.0%} CI bound"
-    else:
-        value, used = estimate, "point estimate"
-    ceiling = upper  # drops and lower-is-better floors are ceilings
-    head = f"{metric}{' ' + context if context else ''}: {quantity} {_fmt(estimate, relative)}"
-    head += f" [{ci:.0%} CI {_fmt(ci_low, relative)}, {_fmt(ci_high, relative)}]"
-    head += f", clean {clean:.4g}"
-    if n is not None:
-        head += f", n={n} images" + (f" / {n_groups} patients" if n_groups is not None else "")
-    fl = float(value)
-    if math.isnan(fl):
-        why = f" ({reason})" if reason else ""
-        return Verdict(False, fl, f"{head}; {used} is undefined{why}: FAIL (limit {lim:g})")
-    passed = fl <= lim if ceiling else fl >= lim
-    op = ("<=" if passed else ">") if ceiling else (">=" if passed else "<")
-    lim_s = f"{lim:.2%}" if relative else f"{lim:.4g}"
-    verdict = "PASS" if passed else "FAIL"
-    return Verdict(passed, fl, f"{head}; {used} {_fmt(fl, relative)} {op} limit {lim_s}: {verdict}")
-
-
-def judge_bootstrap(
-    kind: str,
-    limit: float,
-    result: BootstrapResult,
-    on: str = "ci",
-    *,
-    metric: str = "metric",
-    context: str = "",
-) -> Verdict:
-    """:func:`judge` on the quantity of ``result`` that a gate of ``kind`` limits."""
-    est, lo, hi = result.gate_values(kind)
-    return judge(
-        kind,
-        limit,
-        est,
-        lo,
-        hi,
-        result.clean,
-        result.higher_is_better,
-        on,
-        metric=metric,
-        context=context,
-        ci=result.ci,
-        n=result.n,
-        n_groups=result.n_groups,
-        reason=result.reason,
-    )

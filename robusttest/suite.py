@@ -21,8 +21,8 @@ from typing import Any, Literal
 import yaml
 
 from robusttest.errors import ConfigError, SuiteError, UnknownNameError
+from robusttest.gates import CLEAN, GATE_KEYS, JUDGE_ON, GateLimits, GateSpec, GateTable
 from robusttest.noise import NoiseSpec, available_noises, get_noise
-from robusttest.results import CLEAN, GateSpec
 
 Task = Literal["segmentation", "classification"]
 TASKS: tuple[str, ...] = ("segmentation", "classification")
@@ -36,7 +36,6 @@ DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
 }
 # Which built-in suite `pytest --model m.onnx` runs when no --suite is given.
 DEFAULT_SUITE_FOR_TASK = {"segmentation": "lungs", "classification": "findings"}
-GATE_KEYS = ("min", "max_drop", "max_relative_drop", "on")
 
 
 class _Loader(yaml.SafeLoader):
@@ -158,42 +157,6 @@ class DataConfig:
     on_bad_image: Literal["error", "skip"] = "error"
 
 
-GateLimits = Mapping[str, Any]  # the keys a suite gave: min, max_drop, max_relative_drop, on
-
-
-@dataclass(frozen=True)
-class Gates:
-    """Gate limits at four levels, most specific last: default, metric, noise, condition.
-
-    A level's keys override the same keys of the levels before it; ``null`` at a level
-    removes every limit from there on (reported, not gated).
-    """
-
-    on: Literal["ci", "point"] = "ci"
-    default: GateLimits | None = None
-    metrics: Mapping[str, GateLimits | None] = field(default_factory=dict)
-    conditions: Mapping[str, Mapping[str, GateLimits | None]] = field(default_factory=dict)
-
-    def for_case(self, metric: str, condition: str, noise: str | None) -> GateSpec | None:
-        """The limits of one case. A clean baseline keeps only ``min``."""
-        levels: list[GateLimits | None] = [self.default]
-        if metric in self.metrics:
-            levels.append(self.metrics[metric])
-        for key in (noise, condition):
-            if key is not None and key in self.conditions and metric in self.conditions[key]:
-                levels.append(self.conditions[key][metric])
-        merged: dict[str, Any] = {"on": self.on}
-        for lv in levels:
-            if lv is None:
-                merged = {"on": self.on}
-            else:
-                merged.update(lv)
-        if condition == CLEAN:
-            merged = {k: v for k, v in merged.items() if k in ("min", "on")}
-        gate = GateSpec.from_dict(merged)
-        return None if gate.empty else gate
-
-
 @dataclass(frozen=True)
 class CaseSpec:
     """One cell of the grid, before evaluation."""
@@ -222,7 +185,7 @@ class Suite:
     threshold: float = 0.5
     resamples: int = 1000
     ci: float = 0.95
-    gates: Gates = field(default_factory=Gates)
+    gates: GateTable = field(default_factory=GateTable)
     # family -> "model": noise added after resizing to the model's input (the convention
     # of most ML robustness papers) instead of at the image's native resolution
     noise_at: Mapping[str, str] = field(default_factory=dict)
@@ -307,15 +270,7 @@ class Suite:
             "seed": self.seed,
             "threshold": self.threshold,
             "bootstrap": {"resamples": self.resamples, "ci": self.ci},
-            "gates": {
-                "on": self.gates.on,
-                "default": _plain(self.gates.default),
-                "metrics": {k: _plain(v) for k, v in sorted(self.gates.metrics.items())},
-                "conditions": {
-                    c: {k: _plain(v) for k, v in sorted(m.items())}
-                    for c, m in sorted(self.gates.conditions.items())
-                },
-            },
+            "gates": self.gates.to_dict(),
             "source": self.source,
         }
 
@@ -323,10 +278,6 @@ class Suite:
 def _suite_digest(suite: Suite) -> str:
     blob = json.dumps({**suite.to_dict(), "source": None}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _plain(g: GateLimits | None) -> dict[str, Any] | None:
-    return None if g is None else dict(sorted(g.items()))
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -365,7 +316,7 @@ def _parse_gate(v: _V, value: Any, path: str) -> GateLimits | None:
     v.keys(m, path, GATE_KEYS)
     kw: dict[str, Any] = {}
     if "on" in m:
-        kw["on"] = v.string(m["on"], f"{path}.on", ("ci", "point"))
+        kw["on"] = v.string(m["on"], f"{path}.on", JUDGE_ON)
     if "min" in m:
         kw["min"] = v.number(m["min"], f"{path}.min")
     if "max_drop" in m:
@@ -488,7 +439,7 @@ def parse_suite(doc: Any, source: str = "<memory>") -> Suite:
 
     g = v.mapping(m.get("gates"), "gates")
     v.keys(g, "gates", ("on", "default", "metrics", "conditions"))
-    on = v.string(g.get("on", "ci"), "gates.on", ("ci", "point"))
+    on = v.string(g.get("on", "ci"), "gates.on", JUDGE_ON)
     gm = v.mapping(g.get("metrics"), "gates.metrics")
     for k in gm:
         if k not in metrics:
@@ -513,7 +464,7 @@ def parse_suite(doc: Any, source: str = "<memory>") -> Suite:
         conditions[str(cond)] = {
             str(k): _parse_gate(v, pm[k], f"gates.conditions.{cond}.{k}") for k in pm
         }
-    gates = Gates(
+    gates = GateTable(
         on=on,  # type: ignore[arg-type]
         default=_parse_gate(v, g.get("default"), "gates.default"),
         metrics={str(k): _parse_gate(v, gm[k], f"gates.metrics.{k}") for k in gm},

@@ -38,6 +38,7 @@ from robusttest.models.runner import (
     load_model,
     probe_model,
     resolve_device,
+    stored_card_fields,
 )
 
 __all__ = [
@@ -68,5 +69,6 @@ __all__ = [
     "resolve_device",
     "save_pt2",
     "save_torchscript",
+    "stored_card_fields",
     "write_atomic",
 ]

@@ -653,6 +653,32 @@ class TorchRunner:
 # -- entry point -----------------------------------------------------------------------------
 
 
+def stored_card_fields(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The card fields stored in a model file (possibly none), read without loading the
+    model: ONNX metadata, or the card file inside a TorchScript / .pt2 archive."""
+    p = Path(path)
+    fmt = detect_format(p)
+    if fmt == "onnx":
+        import onnx
+
+        try:
+            proto = onnx.load(str(p), load_external_data=False)
+        except Exception as exc:
+            raise ModelError(
+                f"{p}: not a readable ONNX model ({type(exc).__name__}: {exc}); "
+                "give an .onnx, TorchScript or .pt2 file"
+            ) from None
+        metadata = {m.key: m.value for m in proto.metadata_props}
+        return card_fields_from_metadata(metadata, source=p)
+    members = _zip_members(p)
+    name = members.get(f"extra/{CARD_FILENAME}")
+    if name is None:
+        return {}
+    with zipfile.ZipFile(p) as zf:
+        raw = zf.read(name)
+    return card_fields_from_json(raw, source=p) if raw else {}
+
+
 def load_model(
     path: str | os.PathLike[str],
     *,

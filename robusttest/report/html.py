@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from robusttest.fsutil import atomic_write_text
+from robusttest.gates import CLEAN
 from robusttest.report.plots import Series, curve_svg
-from robusttest.results import CLEAN, CaseResult, GalleryItem, RunResult
+from robusttest.results import CaseResult, GalleryItem, RunResult
 
 VERDICT_TEXT = {
     "pass": ("✓", "pass"),

@@ -9,7 +9,7 @@ from plugin_helpers import Models, small
 
 # Interrupt the evaluation at its second batch (batch size 2: images 1–2 finish first).
 INTERRUPT_CONFTEST = """
-import robusttest.engine as E
+import robusttest.engine.evaluation as E
 
 _orig = E._Work.emit
 _batches = []

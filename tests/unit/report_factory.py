@@ -15,11 +15,10 @@ from dataclasses import replace
 
 from PIL import Image, ImageDraw
 
+from robusttest.gates import CLEAN, GateSpec
 from robusttest.results import (
-    CLEAN,
     CaseResult,
     GalleryItem,
-    GateSpec,
     ImageRecord,
     RunResult,
     merge,

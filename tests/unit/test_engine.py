@@ -28,8 +28,8 @@ from torch import nn
 from robusttest import engine
 from robusttest import metrics as M
 from robusttest.data import Sample, open_dataset
+from robusttest.engine.gallery import THUMB
 from robusttest.errors import ConfigError, DataError, ModelError, SuiteError
-from robusttest.gallery import THUMB
 from robusttest.models import (
     ModelCard,
     ModelRunner,
@@ -531,7 +531,7 @@ def test_large_batches_leave_the_lanes(
     want = engine.evaluate(base, suite, ds, dataclasses.replace(opts, lanes=1))
     twin = CountingRunner(base.single_threaded())
     runner = NanTwin(base, twin)
-    monkeypatch.setattr(engine, "LANE_MAX_PIXELS", 20_000)
+    monkeypatch.setattr(engine.evaluation, "LANE_MAX_PIXELS", 20_000)
     threads = torch.get_num_threads()
     got = engine.evaluate(runner, suite, ds, dataclasses.replace(opts, lanes=2))
     assert got.to_json(include_run=False) == want.to_json(include_run=False)
@@ -859,7 +859,7 @@ def test_gallery_samples_and_worst(seg_run: RunResult) -> None:
 
 def test_gallery_noisy_thumbnail_is_the_evaluated_image(seg_run: RunResult) -> None:
     # the gallery re-applies the noise: the thumbnail must show the image that was scored
-    from robusttest.gallery import image_png
+    from robusttest.engine.gallery import image_png
 
     suite = seg_suite()
     item = next(x for x in seg_run.gallery if x.condition == "quantum-dose10")

@@ -297,13 +297,70 @@ def test_pairwise_task_errors() -> None:
 
 
 def test_registry() -> None:
-    assert set(M.METRICS) >= {"dice", "iou", "hd95", "auroc"}
+    assert set(M.METRICS.names()) >= {"dice", "iou", "hd95", "auroc"}
     hd = M.get_metric("hd95")
     assert not hd.higher_is_better and hd.unit == "mm" and hd.per_image
+    assert hd.unit_for(True) == "mm" and hd.unit_for(False) == "px"
+    assert M.available_metrics("segmentation") == ("dice", "hd95", "iou")
+    assert M.default_metrics("segmentation") == ("dice",)
+    assert M.default_metrics("classification") == ("auroc",)
     assert M.get_metric("auroc").task == "classification" and not M.get_metric("auroc").per_image
     with pytest.raises(UnknownNameError) as err:
         M.get_metric("f1")
     assert str(err.value) == "unknown metric 'f1'; known metrics: auroc, dice, hd95, iou"
+
+
+def test_segmentation_metrics_compute_from_a_batch() -> None:
+    rng = np.random.default_rng(3)
+    pred = rng.random((4, 9, 11)) > 0.5
+    truth = rng.random((4, 9, 11)) > 0.4
+    flat_p, flat_t = pred.reshape(4, -1), truth.reshape(4, -1)
+    spacing = np.array([[0.5, 0.5], [1.0, 1.0], [2.0, 2.0], [0.143, 0.143]])
+    batch = M.SegmentationBatch(
+        pred=flat_p,
+        truth=flat_t,
+        n_pred=flat_p.sum(1),
+        n_true=flat_t.sum(1),
+        inter=(flat_p & flat_t).sum(1),
+        shape=(9, 11),
+        spacing_mm=spacing,
+    )
+    np.testing.assert_allclose(M.get_metric("dice").values(batch), M.dice(pred, truth))
+    np.testing.assert_allclose(M.get_metric("iou").values(batch), M.iou(pred, truth))
+    np.testing.assert_allclose(
+        M.get_metric("hd95").values(batch), M.hd95(pred, truth, spacing_mm=spacing)
+    )
+
+
+def test_auroc_weighted_value_equals_sklearn_with_weights() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(4)
+    y = rng.random(60) > 0.6
+    s = np.round(rng.random(60), 1)  # ties
+    w = rng.integers(0, 4, 60).astype(float)
+    got = M.get_metric("auroc").weighted_value(y, s, w)  # type: ignore[attr-defined]
+    assert got == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-12)
+
+
+def test_generic_set_bootstrap_equals_the_vectorised_auroc_one() -> None:
+    # the generic per-resample path (extension metrics) draws the same patients with the
+    # same seed as the vectorised AUROC bootstrap: same numbers
+    from robusttest import stats as S
+
+    rng = np.random.default_rng(5)
+    y = rng.random(80) > 0.5
+    clean = rng.random(80) + y * 0.8
+    noisy = clean + rng.normal(0, 0.5, 80)
+    groups = np.repeat(np.arange(40), 2)
+    auc = M.get_metric("auroc")
+    generic = S.paired_bootstrap_statistic(
+        auc.weighted_value,  # type: ignore[attr-defined]
+        y, clean, noisy, groups, n_resamples=300, seed=2, ci=0.9,
+    )  # fmt: skip
+    fast = S.paired_bootstrap_auroc(y, clean, noisy, groups, n_resamples=300, seed=2, ci=0.9)
+    for f in ("estimate", "ci_low", "ci_high", "noisy_ci_low", "noisy_ci_high", "n_skipped"):
+        assert getattr(generic, f) == pytest.approx(getattr(fast, f), abs=1e-12), f
 
 
 # ------------------------------------------------------------------------ properties

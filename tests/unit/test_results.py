@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from robusttest.errors import ConfigError
+from robusttest.gates import GateSpec
 from robusttest.results import (
     SCHEMA_VERSION,
     CaseResult,
     GalleryItem,
-    GateSpec,
     ImageRecord,
     RunResult,
     merge,

@@ -285,62 +285,6 @@ def test_holm_properties(p: list[float]) -> None:
     assert (adj <= np.minimum(arr * len(p), 1) + 1e-15).all()  # never worse than Bonferroni
 
 
-# --------------------------------------------------------------------------- judge
-
-
-def test_judge_max_drop_ci_and_point() -> None:
-    v = S.judge("max_drop", 0.05, 0.03, 0.01, 0.06, 0.91, True, metric="dice", n=120,
-                context="quantum a=0.10")  # fmt: skip
-    assert not v.passed and v.value_used == 0.06
-    assert v.explanation == (
-        "dice quantum a=0.10: drop 0.03 [95% CI 0.01, 0.06], clean 0.91, n=120 images; "
-        "upper 95% CI bound 0.06 > limit 0.05: FAIL"
-    )
-    p = S.judge("max_drop", 0.05, 0.03, 0.01, 0.06, 0.91, True, on="point")
-    assert (
-        p.passed and p.value_used == 0.03 and "point estimate 0.03 <= limit 0.05" in p.explanation
-    )
-
-
-def test_judge_min_mirrors_for_lower_is_better() -> None:
-    # Dice floor: lower CI bound of the noisy value must reach the limit.
-    assert S.judge("min", 0.85, 0.88, 0.86, 0.90, 0.92, True).passed
-    assert not S.judge("min", 0.87, 0.88, 0.86, 0.90, 0.92, True).passed
-    # HD95 (lower is better): "min" quality is a ceiling, judged on the upper bound.
-    v = S.judge("min", 10.0, 8.0, 6.0, 11.0, 5.0, False)
-    assert not v.passed and v.value_used == 11.0 and "11 > limit 10" in v.explanation
-    assert S.judge("min", 12.0, 8.0, 6.0, 11.0, 5.0, False).passed
-
-
-def test_judge_relative_nan_and_errors() -> None:
-    v = S.judge("max_relative_drop", 0.05, 0.02, 0.01, 0.04, 0.9, True)
-    assert v.passed and "4.00% <= limit 5.00%" in v.explanation
-    nan = S.judge("max_drop", 0.05, 0.0, math.nan, math.nan, 0.9, True, reason="only 1 patient")
-    assert not nan.passed and "undefined (only 1 patient)" in nan.explanation
-    with pytest.raises(UnknownNameError, match="known gate kinds: max_drop"):
-        S.judge("max_dorp", 0.05, 0, 0, 0, 0, True)
-    with pytest.raises(UnknownNameError, match="judge mode"):
-        S.judge("max_drop", 0.05, 0, 0, 0, 0, True, on="mean")
-    with pytest.raises(ConfigError, match="limit"):
-        S.judge("max_drop", math.nan, 0, 0, 0, 0, True)
-
-
-def test_judge_bootstrap_uses_the_gated_quantity() -> None:
-    rng = np.random.default_rng(10)
-    clean = rng.normal(0.9, 0.02, 200)
-    noisy = clean - rng.normal(0.03, 0.01, 200)
-    res = S.paired_bootstrap(clean, noisy, None, n_resamples=1000)
-    drop = S.judge_bootstrap("max_drop", 0.05, res, metric="dice")
-    assert drop.passed and drop.value_used == res.ci_high
-    assert "n=200 images / 200 patients" in drop.explanation
-    floor = S.judge_bootstrap("min", 0.9, res)
-    assert not floor.passed and floor.value_used == res.noisy_ci_low
-    rel = S.judge_bootstrap("max_relative_drop", 0.02, res)
-    assert not rel.passed and rel.value_used == res.relative_ci_high
-    with pytest.raises(UnknownNameError):
-        res.gate_values("maximum")
-
-
 def test_cases_share_one_draw_of_bootstrap_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     # every case of a run resamples the same patients with the same seed: the weights are
     # drawn once, and a case gets exactly what a fresh draw would give it

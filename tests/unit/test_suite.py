@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from robusttest.errors import ConfigError, SuiteError
-from robusttest.results import GateSpec
+from robusttest.gates import GateSpec
 from robusttest.suite import (
     builtin_suites,
     json_schema,

@@ -1,4 +1,4 @@
-"""Per-image metrics: segmentation overlap and boundary distance, label-wise AUROC.
+"""Metric math: segmentation overlap and boundary distance, label-wise AUROC.
 
 Everything here is a pure function of model outputs and targets; nothing here knows
 about noise, suites or pytest. Two rules run through the module:
@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -51,9 +51,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 __all__ = [
-    "METRICS",
     "MacroAUROC",
-    "Metric",
     "MetricValue",
     "PairwiseTask",
     "auroc",
@@ -61,7 +59,6 @@ __all__ = [
     "binarize",
     "dice",
     "dice_from_counts",
-    "get_metric",
     "hausdorff",
     "hausdorff_with_reasons",
     "hd95",
@@ -527,40 +524,3 @@ def pairwise_task(
         nc = np.clip(sn, eps, 1.0 - eps)
         diff = (np.log(pc) - np.log1p(-pc)) - (np.log(nc) - np.log1p(-nc))
     return PairwiseTask(index, diff[index], tp[index].astype(np.int64))
-
-
-# ------------------------------------------------------------------------- registry
-
-Task = Literal["segmentation", "classification"]
-
-
-@dataclass(frozen=True)
-class Metric:
-    """What a gate and a report need to know about a metric."""
-
-    name: str
-    task: Task
-    higher_is_better: bool
-    per_image: bool  # False: defined on a set of images only (AUROC)
-    unit: str = ""
-    description: str = ""
-
-
-METRICS: dict[str, Metric] = {
-    "dice": Metric("dice", "segmentation", True, True, "", "Dice overlap 2|P∩T|/(|P|+|T|)"),
-    "iou": Metric("iou", "segmentation", True, True, "", "Jaccard overlap |P∩T|/|P∪T|"),
-    "hd95": Metric(
-        "hd95", "segmentation", False, True, "mm", "95th-percentile symmetric Hausdorff distance"
-    ),
-    "auroc": Metric(
-        "auroc", "classification", True, False, "", "area under the ROC curve, per label"
-    ),
-}
-
-
-def get_metric(name: str) -> Metric:
-    """The registered metric ``name``; UnknownNameError lists the known ones."""
-    try:
-        return METRICS[name]
-    except KeyError:
-        raise UnknownNameError("metric", name, METRICS) from None

@@ -1,0 +1,170 @@
+"""Loading: model card → suite → model (loaded, hashed and probed once) → data → plan.
+
+The model card's task picks the default suite and the variant of a multi-task suite; the
+suite's ``model:`` section completes or corrects the card. The card is read from the file
+first (no session, no probe), so the model itself is loaded once, with the overrides.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from robusttest.data import Dataset, open_dataset
+from robusttest.errors import ConfigError, ModelError
+from robusttest.models import ModelRunner, build_card, load_model, stored_card_fields
+from robusttest.suite import DEFAULT_SUITE_FOR_TASK, CaseSpec, Suite, load_suite
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """What one evaluation computes per image."""
+
+    task: str  # "segmentation" | "classification"
+    targets: tuple[str, ...]  # structures (seg) or labels (cls) scored per image
+    case_targets: tuple[str, ...]  # targets that get cases of their own (plus pairwise tasks)
+    metrics: tuple[str, ...]
+    pairwise: tuple[tuple[str, str], ...]
+    channel_index: Mapping[str, int]  # target -> output channel of the model
+
+
+def plan_task(suite: Suite, runner: ModelRunner, dataset: Dataset) -> TaskPlan:
+    """Check that model, suite and data fit together; decide the targets."""
+    card = runner.card
+    if card.task != suite.task:
+        raise ModelError(
+            f"{runner.path}: the model card says task {card.task!r} but suite {suite.name!r} "
+            f"is a {suite.task} suite; choose a {card.task} suite "
+            f"(e.g. --suite {DEFAULT_SUITE_FOR_TASK[card.task]})"
+        )
+    if dataset.task != suite.task:
+        raise ConfigError(
+            f"suite {suite.name!r}: data adapter {dataset.name!r} provides {dataset.task} "
+            f"targets, but the suite's task is {suite.task}"
+        )
+    if suite.task == "segmentation":
+        model_names, data_names, what = card.structures, dataset.structures, "structure"
+    else:
+        model_names, data_names, what = card.labels, dataset.labels, "label"
+    index = {n: i for i, n in enumerate(model_names)}
+    if suite.targets is not None:
+        targets = suite.targets
+        for t in targets:
+            if t not in index:
+                raise ConfigError(
+                    f"suite {suite.name!r}: target {t!r} is not a {what} of the model "
+                    f"({', '.join(model_names)})"
+                )
+            if t not in data_names:
+                raise ConfigError(
+                    f"suite {suite.name!r}: target {t!r} is not a {what} of dataset "
+                    f"{dataset.name!r} ({', '.join(data_names)})"
+                )
+    else:
+        targets = tuple(n for n in model_names if n in data_names)
+        if not targets and not suite.pairwise:
+            raise ConfigError(
+                f"model {runner.path.name} ({what}s {', '.join(model_names)}) and dataset "
+                f"{dataset.name!r} ({what}s {', '.join(data_names)}) share no {what}; "
+                "set `targets:` in the suite, or the model's names with a `model:` override"
+            )
+    for a, b in suite.pairwise:
+        for lab in (a, b):
+            if lab not in index or lab not in data_names:
+                raise ConfigError(
+                    f"suite {suite.name!r}: pairwise label {lab!r} must be a label of both the "
+                    f"model ({', '.join(model_names)}) and the data ({', '.join(data_names)})"
+                )
+    scored = tuple(dict.fromkeys([*targets, *(x for p in suite.pairwise for x in p)]))
+    return TaskPlan(
+        task=suite.task,
+        targets=scored,
+        case_targets=tuple(targets),
+        metrics=suite.metrics,
+        pairwise=suite.pairwise,
+        channel_index={t: index[t] for t in scored},
+    )
+
+
+def plan_cases(suite: Suite, plan: TaskPlan) -> list[CaseSpec]:
+    """The grid of one evaluation: targets (and pairwise tasks) × metrics × conditions."""
+    return suite.cases([*plan.case_targets, *(f"{a}-vs-{b}" for a, b in plan.pairwise)])
+
+
+def resolve_suite(suite: str | Path | Suite | None, task: str | None) -> Suite:
+    """The suite object; None → the default suite for ``task`` (the model card's)."""
+    if isinstance(suite, Suite):
+        return suite
+    if suite is None:
+        if task is None:
+            raise ConfigError("no suite given and no model task to choose a default from")
+        return load_suite(DEFAULT_SUITE_FOR_TASK[task], task)
+    return load_suite(suite, task)
+
+
+def load_model_and_suite(
+    model: str | Path | ModelRunner,
+    suite: str | Path | Suite | None,
+    *,
+    device: str = "auto",
+    threads: int | None = None,
+) -> tuple[ModelRunner, Suite]:
+    """Load a model and its suite, each informing the other; the model is loaded once.
+
+    The card stored in the file says the task (which picks the default suite and the
+    variant of a multi-task suite); the suite's ``model:`` overrides complete or correct
+    the card (a model exported without a card needs them).
+    """
+    if not isinstance(model, (str, Path)):
+        return model, resolve_suite(suite, model.card.task)
+    path = Path(model)
+    fields = stored_card_fields(path)
+    task = fields.get("task")
+    if suite is None and task is None:
+        build_card(fields, None, source=path)  # raises the card's own error, with the fix
+        raise ModelError(f"{path}: the model card names no task")
+    s = resolve_suite(suite, str(task) if task is not None else None)
+    overrides = dict(s.model) or None
+    return load_model(path, device=device, threads=threads, card_overrides=overrides), s
+
+
+def open_suite_data(suite: Suite, data_root: str | Path | None) -> Dataset:
+    root = data_root if data_root is not None else suite.data.root
+    if root is not None:
+        raw = str(root)
+        root = os.path.expandvars(os.path.expanduser(raw))
+        if "$" in root:
+            raise ConfigError(
+                f"suite {suite.name!r}: data.root {raw!r} names an environment variable that is "
+                "not set; set it (e.g. ROBUSTTEST_DATA=/path/to/data) or pass --data ROOT"
+            )
+    opts = dict(suite.data.options)
+    opts.setdefault("task", suite.task)  # e.g. Shenzhen serves lung masks or TB labels
+    if suite.data.limit is not None:
+        opts["limit"] = suite.data.limit
+    return open_dataset(suite.data.adapter, root, **opts)
+
+
+def prepare(
+    model: str | Path | ModelRunner,
+    suite: str | Path | Suite | None = None,
+    *,
+    data_root: str | Path | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    seed: int | None = None,
+    repeats: int | None = None,
+    limit: int | None = None,
+) -> tuple[ModelRunner, Suite, Dataset]:
+    """Load the model and suite, apply run-time overrides, open the data (no evaluation)."""
+    if repeats is not None and repeats < 1:
+        raise ConfigError(f"repeats: {repeats} is not >= 1 (K noise repeats per condition)")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit: {limit} is not >= 1")
+    runner, s = load_model_and_suite(model, suite, device=device, threads=threads)
+    s = s.with_overrides(seed=seed, repeats=repeats)
+    if limit is not None:
+        s = replace(s, data=replace(s.data, limit=limit))
+    return runner, s, open_suite_data(s, data_root)
