@@ -16,6 +16,7 @@ from robusttest.data.base import (
     read_mask,
 )
 from robusttest.data.registry import (
+    ADAPTERS,
     accepted_options,
     available_adapters,
     open_dataset,
@@ -37,6 +38,7 @@ from robusttest.data.landmark import rasterise_polygon  # isort: skip
 from robusttest.data.nih import NIH_LABELS  # isort: skip
 
 __all__ = [
+    "ADAPTERS",
     "NIH_LABELS",
     "BadImageWarning",
     "Dataset",

@@ -1,4 +1,11 @@
-"""Name -> adapter registry, so suites and the CLI can say ``dataset: montgomery``."""
+"""Name -> adapter registry, so suites and the CLI can say ``dataset: montgomery``.
+
+Adapters are registered by ``@register_adapter("name")`` (a built-in module, a
+``conftest.py``, a script) or by an installed package's entry point in the group
+``robusttest.adapters`` (value: a ``Dataset`` subclass or ``(root, **options) -> Dataset``
+callable, or a module whose import registers its adapters), on the project's one
+``robusttest.registry.Registry``.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +15,43 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from robusttest.data.base import Dataset
-from robusttest.errors import ConfigError, UnknownNameError
+from robusttest.errors import ConfigError
+from robusttest.registry import Registry
 
 Factory = Callable[..., Dataset]
 F = TypeVar("F", bound=Factory)
 
-_ADAPTERS: dict[str, Factory] = {}
+
+class _AdapterRegistry(Registry[Factory]):
+    """Adapter names are lower case; a ``Dataset`` subclass learns its registered name."""
+
+    def add(
+        self, name: str, obj: Any, *, replace: bool = False, origin: str | None = None
+    ) -> Factory:
+        key = name.strip().lower()
+        factory = super().add(key, obj, replace=replace, origin=origin)
+        if isinstance(factory, type) and issubclass(factory, Dataset):
+            factory.name = key
+        return factory
+
+
+def _check_factory(obj: Any) -> Factory:
+    if not callable(obj):
+        raise ConfigError(
+            f"{obj!r}: a dataset adapter is a Dataset subclass or a "
+            "(root, **options) -> Dataset callable"
+        )
+    return obj
+
+
+ADAPTERS: Registry[Factory] = _AdapterRegistry("dataset adapter", make=_check_factory)
 
 
 def register_adapter(name: str, *, replace: bool = False) -> Callable[[F], F]:
     """Class decorator (or decorator of any ``(root, **options) -> Dataset`` callable).
+
+    Registering the same definition again is fine; a different one under a taken name
+    needs ``replace=True``.
 
     >>> @register_adapter("my-xrays")
     ... class MyXrays(Dataset): ...
@@ -27,31 +61,14 @@ def register_adapter(name: str, *, replace: bool = False) -> Callable[[F], F]:
         raise ConfigError("register_adapter: the adapter name is empty")
 
     def deco(factory: F) -> F:
-        old = _ADAPTERS.get(key)
-        if (
-            old is not None
-            and old is not factory
-            and not replace
-            and _qualname(old) != _qualname(factory)
-        ):
-            raise ConfigError(
-                f"register_adapter: {name!r} is already registered by {_qualname(old)}; "
-                "pass replace=True to override it"
-            )
-        if isinstance(factory, type) and issubclass(factory, Dataset):
-            factory.name = key
-        _ADAPTERS[key] = factory
+        ADAPTERS.add(key, factory, replace=replace)
         return factory
 
     return deco
 
 
-def _qualname(obj: object) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
-
-
 def available_adapters() -> tuple[str, ...]:
-    return tuple(sorted(_ADAPTERS))
+    return ADAPTERS.names()
 
 
 def accepted_options(factory: Factory) -> tuple[str, ...] | None:
@@ -82,9 +99,7 @@ def accepted_options(factory: Factory) -> tuple[str, ...] | None:
 def open_dataset(name: str, root: str | Path | None = None, **options: Any) -> Dataset:
     """Open a dataset by adapter name, e.g. ``open_dataset("montgomery", "/data/montgomery")``."""
     key = str(name).strip().lower()
-    factory = _ADAPTERS.get(key)
-    if factory is None:
-        raise UnknownNameError("dataset adapter", str(name), _ADAPTERS)
+    factory = ADAPTERS.get(key)
     allowed = accepted_options(factory)
     if allowed is not None:
         unknown = sorted(set(options) - set(allowed))

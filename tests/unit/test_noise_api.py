@@ -388,12 +388,12 @@ def test_apply_noise_functional_form_matches_spec() -> None:
 # --- 6. registry ----------------------------------------------------------------------------
 @pytest.fixture
 def clean_registry() -> Iterator[None]:
-    before = dict(noise_mod._REGISTRY)
+    before = set(noise_mod.NOISES.names())
     try:
         yield
     finally:
-        noise_mod._REGISTRY.clear()
-        noise_mod._REGISTRY.update(before)
+        for name in set(noise_mod.NOISES.names()) - before:
+            noise_mod.NOISES.remove(name)
 
 
 @pytest.mark.usefixtures("clean_registry")
@@ -466,6 +466,41 @@ def test_register_requires_a_name() -> None:
                 spacing_mm: torch.Tensor,
             ) -> torch.Tensor:
                 return x
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_a_taken_name_needs_replace() -> None:
+    class First(NoiseFamily):
+        name = "mine-dup"
+        level_param = "sigma"
+        summary = "first"
+        ladders: ClassVar[dict[str, tuple[float, ...]]] = {"default": (0.1,)}
+
+        def check_level(self, level: float) -> float:
+            return float(level)
+
+        def _apply(
+            self,
+            x: torch.Tensor,
+            level: float,
+            params: Mapping[str, ParamValue],
+            gens: Sequence[torch.Generator],
+            spacing_mm: torch.Tensor,
+        ) -> torch.Tensor:
+            return x.clone()
+
+    class Second(First):
+        summary = "second"
+
+    register_noise(First)
+    register_noise(First)  # the same class again (a module imported twice): fine
+    with pytest.raises(ConfigError, match=r"'mine-dup' is already registered by .*First; pass"):
+        register_noise(Second)
+    assert noise_mod.get_noise("mine-dup").summary == "first"
+    register_noise(replace=True)(Second)
+    assert noise_mod.get_noise("mine-dup").summary == "second"
+    with pytest.raises(ConfigError, match=r"int: a noise family is a subclass of .*NoiseFamily"):
+        noise_mod.NOISES.add("int", type("int", (), {"name": "int"}))
 
 
 # --- 7. slugs and ladders ---------------------------------------------------------------------

@@ -23,8 +23,7 @@ import pytest
 import torch
 from scipy import stats
 
-from robusttest import noise
-from robusttest.noise import ALIAS_TAIL_MASS, NORMAL_APPROX_MIN_VAR, sample_binomial
+from robusttest.noise import ALIAS_TAIL_MASS, NORMAL_APPROX_MIN_VAR, sample_binomial, sampling
 
 M = 1 << 18  # draws per distribution check
 DELTA = 1e-6
@@ -66,7 +65,7 @@ def no_torch_binomial(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --- the tables themselves (no sampling) -----------------------------------------------
-def implied_pmf(tab: noise._AliasTable) -> tuple[np.ndarray, np.ndarray]:
+def implied_pmf(tab: sampling._AliasTable) -> tuple[np.ndarray, np.ndarray]:
     """Decode the stored tables into the distribution the sampler draws from (rows × K)."""
     rows, width = tab.rows, tab.width
     t = tab.table.cpu().numpy().reshape(rows, width)
@@ -82,8 +81,8 @@ def implied_pmf(tab: noise._AliasTable) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("a", [0.5, 0.25, 0.1, 0.02, 0.005, 0.9])
 def test_tables_are_the_binomial_up_to_the_documented_tail(a: float) -> None:
-    rows = noise._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
-    tab = noise._alias_table_cpu(a, rows)
+    rows = sampling._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
+    tab = sampling._alias_table_cpu(a, rows)
     assert tab is not None and tab.rows == rows
     # every count of the exact region, and no more: n·a(1−a) < 25 ⇔ n < rows
     assert (rows - 1) * a * (1 - a) < NORMAL_APPROX_MIN_VAR <= rows * a * (1 - a)
@@ -101,20 +100,20 @@ def test_tables_are_the_binomial_up_to_the_documented_tail(a: float) -> None:
 
 
 def test_tables_are_cached_and_reused() -> None:
-    noise._alias_table_cpu.cache_clear()
-    noise._alias_table.cache_clear()
-    rows = noise._exact_region_rows(0.02, NORMAL_APPROX_MIN_VAR)
-    first = noise._alias_table(0.02, rows, "cpu")
-    info = noise._alias_table_cpu.cache_info()
+    sampling._alias_table_cpu.cache_clear()
+    sampling._alias_table.cache_clear()
+    rows = sampling._exact_region_rows(0.02, NORMAL_APPROX_MIN_VAR)
+    first = sampling._alias_table(0.02, rows, "cpu")
+    info = sampling._alias_table_cpu.cache_info()
     assert info.misses == 1 and info.hits == 0
     x = torch.full((2, 64, 64), 700.0)  # 700·0.02·0.98 = 13.7 < 25: all exact
     gens = [torch.Generator().manual_seed(s) for s in (1, 2)]
     sample_binomial(x, 0.02, gens)
     sample_binomial(x, 0.02, gens)
     # later batches reuse the one CPU table: no new build, the same object
-    assert noise._alias_table_cpu.cache_info().misses == 1
-    assert noise._alias_table(0.02, rows, "cpu") is first
-    assert noise._alias_table_cpu(0.02, rows) is first
+    assert sampling._alias_table_cpu.cache_info().misses == 1
+    assert sampling._alias_table(0.02, rows, "cpu") is first
+    assert sampling._alias_table_cpu(0.02, rows) is first
 
 
 # --- sampled distributions ---------------------------------------------------------------
@@ -140,8 +139,8 @@ def test_mixed_image_matches_binomial_in_both_regions(monkeypatch: pytest.Monkey
     a = 0.02
     n = torch.full((1, 512, 512), 600.0)
     n[0, :, 1::2] = 5000.0
-    for piece in (noise._CPU_PIECE, 1 << 30):
-        monkeypatch.setattr(noise, "_CPU_PIECE", piece)
+    for piece in (sampling._CPU_PIECE, 1 << 30):
+        monkeypatch.setattr(sampling, "_CPU_PIECE", piece)
         k = sample_binomial(n, a, [torch.Generator().manual_seed(9)])[0]
         exact, approx = k[:, 0::2].numpy().ravel(), k[:, 1::2].numpy().ravel()
         ks = np.arange(601)
@@ -176,7 +175,7 @@ def test_alias_sampler_matches_binomial_pmf(n: int, a: float, no_torch_binomial:
 @pytest.mark.parametrize("a", [0.02, 0.1, 0.5])
 def test_every_row_of_the_table_is_addressed_right(a: float, no_torch_binomial: None) -> None:
     """All counts of the exact region at once: a row mix-up shifts the mean by ≥ a."""
-    rows = noise._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
+    rows = sampling._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
     n = torch.arange(rows, dtype=torch.float32).repeat(-(-M // rows))[:M].view(1, 512, 512)
     g = torch.Generator().manual_seed(7)
     k = sample_binomial(n, a, [g]).double().numpy().ravel()
@@ -212,8 +211,8 @@ def test_each_image_draws_the_same_in_any_batch(
     a: float, one_piece: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if one_piece:  # the CUDA layout: one piece per image
-        monkeypatch.setattr(noise, "_CPU_PIECE", 1 << 30)
-    region = noise._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
+        monkeypatch.setattr(sampling, "_CPU_PIECE", 1 << 30)
+    region = sampling._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
     # at a = 3e-4 the exact region exceeds ALIAS_MAX_ROWS: each image gets a table sized to
     # its own largest count ("exact": 8192 rows, "big": 32768), or torch.binomial ("mixed")
     mixed = counts_image(1, 0, 2 * region)  # exact and approximate pixels, several pieces
@@ -238,9 +237,9 @@ def test_each_image_draws_the_same_in_any_batch(
 
 def test_tiny_dose_uses_tables_sized_to_the_image(no_torch_binomial: None) -> None:
     a = 3e-4  # the exact region (n < 83,361) exceeds ALIAS_MAX_ROWS
-    region = noise._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
-    assert region > noise.ALIAS_MAX_ROWS
-    tab = noise._table_for(a, region, 900.0, "cpu")
+    region = sampling._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
+    assert region > sampling.ALIAS_MAX_ROWS
+    tab = sampling._table_for(a, region, 900.0, "cpu")
     assert tab is not None and tab.rows == 1024
     g = torch.Generator().manual_seed(3)
     draws = sample_binomial(torch.full((1, 512, 512), 900.0), a, [g]).numpy().ravel()
@@ -251,8 +250,8 @@ def test_tiny_dose_uses_tables_sized_to_the_image(no_torch_binomial: None) -> No
 
 def test_counts_beyond_any_table_fall_back_to_torch_binomial() -> None:
     a = 3e-4
-    region = noise._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
-    assert noise._table_for(a, region, 70_000.0, "cpu") is None  # 2^17 rows: too many
+    region = sampling._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
+    assert sampling._table_for(a, region, 70_000.0, "cpu") is None  # 2^17 rows: too many
     n = torch.full((1, 128, 128), 70_000.0)  # variance 21: exact, via torch.binomial
     k = sample_binomial(n, a, [torch.Generator().manual_seed(4)]).double().numpy().ravel()
     var = 70_000 * a * (1 - a)
@@ -277,7 +276,7 @@ def test_alias_sampler_on_cuda(no_torch_binomial: None) -> None:
         g2 = torch.Generator(device=dev).manual_seed(6)
         both = sample_binomial(torch.cat([x, x * 0 + 3]), a, [g1, g2])
         assert torch.equal(both[0], k[0])
-    rows = noise._exact_region_rows(0.02, NORMAL_APPROX_MIN_VAR)
-    tab = noise._alias_table(0.02, rows, str(dev))
+    rows = sampling._exact_region_rows(0.02, NORMAL_APPROX_MIN_VAR)
+    tab = sampling._alias_table(0.02, rows, str(dev))
     assert tab is not None and tab.table.device.type == "cuda"
-    assert noise._alias_table(0.02, rows, str(dev)) is tab  # moved to the device once
+    assert sampling._alias_table(0.02, rows, str(dev)) is tab  # moved to the device once
