@@ -16,6 +16,7 @@ from typing import Any
 
 from robusttest.errors import ConfigError, RobustTestError
 from robusttest.fsutil import atomic_write_bytes
+from robusttest.report.cli import register_cli as register_report_commands
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -316,79 +317,82 @@ def _register_suite(sub: Any) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from robusttest.engine import run
+    from robusttest.options import OPTIONS, RunSettings
+    from robusttest.report import summary_line, write_reports
+    from robusttest.results import merge
 
-    result = run(
-        args.model,
-        args.suite,
-        data_root=args.data,
-        device=args.device,
-        seed=args.seed,
-        repeats=args.repeats,
-        limit=args.limit,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        lanes=args.lanes,
-        cache=not args.no_cache,
-        cache_dir=args.cache_dir,
+    cli = {o.field: getattr(args, o.field, None) for o in OPTIONS}
+    cli["models"] = [args.model]
+    settings = RunSettings.from_sources(
+        cli,
+        invocation_dir=Path.cwd(),
+        cli_names={o.field: o.cli for o in OPTIONS if o.cli is not None},
     )
-    if args.json:
-        result.write_json(args.json)
-        print(f"wrote {args.json}")
-    if args.html:
-        from robusttest.report import write_html
-
-        write_html(result, args.html)
-        print(f"wrote {args.html}")
-    if not result.completed:
-        n = len({r.image_id for r in result.records})
-        print(f"INCOMPLETE: interrupted after {n} images; the reports say so")
-        return 130
-    counts = result.counts()
+    results = [
+        run(
+            model,
+            suite,
+            data_root=settings.data,
+            device=settings.device,
+            seed=settings.seed,
+            repeats=settings.repeats,
+            limit=settings.limit,
+            batch_size=settings.batch_size,
+            workers=settings.workers,
+            lanes=settings.lanes,
+            cache=settings.cache,
+            cache_dir=settings.cache_dir,
+        )
+        for model in settings.models
+        for suite in (settings.suites or (None,))
+    ]
+    result = merge(results)
+    failed_writes = False
+    for written in write_reports(result, settings.outputs()):
+        print(f"wrote {written.path}" if written.ok else written.line())
+        failed_writes |= not written.ok
     for case in result.failed:
         print(f"FAIL {case.case_id}: {case.message}")
-    state = "PASSED" if result.passed else ("INCOMPLETE" if not result.completed else "FAILED")
-    print(
-        f"{state}: {counts['pass']} gates passed, {counts['fail']} failed, "
-        f"{counts['no-gate']} reported without a gate"
-    )
-    return 0 if result.passed else 1
+    print(summary_line(result))
+    if not result.completed:
+        return 130
+    code = 0 if result.passed else 1
+    if settings.baseline is not None:
+        code = max(code, _against_baseline(result, settings.baseline, settings.baseline_tolerance))
+    return 2 if failed_writes else code
+
+
+def _against_baseline(result: Any, baseline: Path, tolerance: float) -> int:
+    from robusttest.compare import compare
+    from robusttest.results import RunResult
+
+    cmp = compare(RunResult.read(baseline), result, tolerance=tolerance)
+    print(f"against {baseline}: {cmp.summary()}")
+    if not cmp.ok:
+        print(cmp.format_text(all_cases=False))
+    return 0 if cmp.ok else 1
 
 
 def _register_run(sub: Any) -> None:
+    from robusttest.options import OPTIONS
+
     p = sub.add_parser("run", help="evaluate a model under a suite (outside pytest)")
-    p.add_argument("model", help="model file (.onnx, TorchScript .pt, torch.export .pt2)")
-    p.add_argument("--suite", default=None, help="suite name or YAML (default: from the card)")
-    p.add_argument("--data", default=None, help="data root (overrides the suite's)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=None, help="override the suite's seed")
-    p.add_argument("--repeats", type=int, default=None, help="noise repeats per condition")
-    p.add_argument("--limit", type=int, default=None, help="first N images only")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2, help="decode threads")
-    p.add_argument(
-        "--lanes",
-        type=int,
-        default=None,
-        help="items run at once on the CPU, each on one core (default: one per torch thread)",
-    )
-    p.add_argument("--no-cache", action="store_true", help="ignore the output cache")
-    p.add_argument(
-        "--cache-dir",
-        default=None,
-        help="folder of the output cache (default: ./.robusttest-cache); share it between "
-        "CI jobs to reuse outputs",
-    )
-    p.add_argument("--json", default=None, help="write the results JSON here")
-    p.add_argument("--html", default=None, help="write the HTML report here")
+    for o in OPTIONS:
+        if o.cli is None:
+            continue
+        if o.cli == "MODEL":
+            p.add_argument("model", help=o.help.replace("; repeatable", ""))
+            continue
+        # values are validated by RunSettings (one line naming the flag), not argparse
+        kw: dict[str, Any] = {"dest": o.field, "help": o.help, "default": None}
+        if o.kind == "switch":
+            kw["action"] = "store_true"
+        else:
+            kw["metavar"] = o.metavar
+            if o.kind in ("repeatable", "paths"):
+                kw["action"] = "append"
+        p.add_argument(o.cli, **kw)
     p.set_defaults(func=_cmd_run)
-
-
-def _report_commands() -> list[Callable[[Any], None]]:
-    try:
-        from robusttest.report.cli import register_cli
-    except ImportError:  # the report package is optional while it is being built
-        return []
-    return [register_cli]
 
 
 # Subcommands beyond `noise`; later layers add theirs here.
@@ -396,7 +400,7 @@ _EXTRA_COMMANDS: list[Callable[[Any], None]] = [
     _register_run,
     _register_suite,
     _register_zoo,
-    *_report_commands(),
+    register_report_commands,
 ]
 
 

@@ -62,6 +62,7 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._origin: dict[str, str] = {}
         self._loaded = False
+        self._errors: list[ExtensionError] = []
         self._lock = threading.RLock()
 
     # --- registering -----------------------------------------------------------------------
@@ -113,13 +114,21 @@ class Registry(Generic[T]):
 
     # --- entry points ----------------------------------------------------------------------
     def load_entry_points(self) -> None:
-        """Import every installed extension of this registry's group, once."""
+        """Import every installed extension of this registry's group, once.
+
+        Every extension is tried; a broken one is raised (as ExtensionError) after the
+        others loaded, and again at each later lookup that needs the entry points.
+        """
         with self._lock:
-            if self._loaded:
-                return
-            self._loaded = True
-            for ep in _entry_points(self.group):
-                self._load_one(ep)
+            if not self._loaded:
+                self._loaded = True
+                for ep in _entry_points(self.group):
+                    try:
+                        self._load_one(ep)
+                    except ExtensionError as exc:
+                        self._errors.append(exc)
+            if self._errors:
+                raise self._errors[0]
 
     def _load_one(self, ep: md.EntryPoint) -> None:
         dist = getattr(getattr(ep, "dist", None), "name", None) or "an installed package"

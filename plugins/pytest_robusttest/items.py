@@ -12,14 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_robusttest.session import EvaluationError, PlannedCase, RobustSession, Target
+from pytest_robusttest.plan import EvaluationError, ModelSuite, PlannedCase
 
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr
 
+    from pytest_robusttest.session import RobustSession
     from robusttest.results import CaseResult
 
 ROOT_NODEID = "robusttest"
+MARKERS = {
+    "robusttest": "robustness gate of a model under noise (items added by --model)",
+    "clean": "robusttest case on the clean (noise-free) images",
+    "quantum": "robusttest case under quantum noise (dose reduction)",
+    "electronic": "robusttest case under electronic (detector read) noise",
+    "gaussian": "robusttest case under image-domain Gaussian noise",
+    "poisson": "robusttest case under image-domain Poisson noise",
+}
 
 
 class GateFailure(Exception):
@@ -76,28 +85,30 @@ class RobustCaseItem(_RobustItemBase):
         self,
         *,
         session_obj: RobustSession,
-        target: Target,
+        model_suite: ModelSuite,
         case: PlannedCase,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
         self.session_obj = session_obj
-        self.target = target
+        self.model_suite = model_suite
         self.case = case
         self.add_marker("robusttest")
         self.add_marker(case.family)
 
     def runtest(self) -> None:
-        result = self.session_obj.result(self.target.key)
+        from robusttest.report.junit import case_properties
+
+        result = self.session_obj.result(self.model_suite.key)
         case = result.case(self.case.case_id)
         # Properties first, so a failing case has its numbers in the JUnit XML too.
-        for name, value in case.properties().items():
+        for name, value in case_properties(case).items():
             self.user_properties.append((name, value))
         if case.verdict in ("fail", "error"):
             raise GateFailure(gate_failure_text(case))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        source = Path(self.target.suite_source)
+        source = Path(self.model_suite.suite_source)
         return (source if source.is_file() else self.path), None, self.name
 
 
@@ -111,10 +122,7 @@ class BaselineItem(_RobustItemBase):
         self.add_marker("robusttest")
 
     def runtest(self) -> None:
-        try:
-            from robusttest.compare import compare  # being written; optional until then
-        except ImportError:
-            pytest.skip("--robust-baseline: this robusttest has no robusttest.compare yet")
+        from robusttest.compare import compare
         from robusttest.results import merge
 
         base = self.session_obj.baseline
@@ -134,29 +142,31 @@ class BaselineItem(_RobustItemBase):
 
 
 def _case_items(
-    parent: pytest.Collector, session_obj: RobustSession, target: Target
+    parent: pytest.Collector, session_obj: RobustSession, ms: ModelSuite
 ) -> Iterable[pytest.Item]:
-    for case in target.cases:
+    for case in ms.cases:
         yield RobustCaseItem.from_parent(
             parent,
-            name=session_obj.item_name(target, case),
+            name=session_obj.item_name(ms, case),
             session_obj=session_obj,
-            target=target,
+            model_suite=ms,
             case=case,
         )
 
 
 class RobustSuiteCollector(pytest.Collector):
-    """The cases of the session-level targets that share one suite name."""
+    """The cases of the session-level model × suite pairs that share one suite name."""
 
-    def __init__(self, *, session_obj: RobustSession, targets: list[Target], **kw: Any) -> None:
+    def __init__(
+        self, *, session_obj: RobustSession, model_suites: list[ModelSuite], **kw: Any
+    ) -> None:
         super().__init__(**kw)
         self.session_obj = session_obj
-        self.targets = targets
+        self.model_suites = model_suites
 
     def collect(self) -> Iterable[pytest.Item]:
-        for target in self.targets:
-            yield from _case_items(self, self.session_obj, target)
+        for ms in self.model_suites:
+            yield from _case_items(self, self.session_obj, ms)
 
 
 class RobustRootCollector(pytest.Collector):
@@ -175,18 +185,18 @@ class RobustRootCollector(pytest.Collector):
     def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
         out: list[pytest.Item | pytest.Collector] = []
         if self.include_suites:
-            by_suite: dict[str, list[Target]] = {}
-            for t in self.session_obj.session_targets():
+            by_suite: dict[str, list[ModelSuite]] = {}
+            for t in self.session_obj.session_level():
                 by_suite.setdefault(t.suite_name, []).append(t)
-            for name, targets in by_suite.items():
+            for name, pairs in by_suite.items():
                 out.append(
                     RobustSuiteCollector.from_parent(
-                        self, name=name, session_obj=self.session_obj, targets=targets
+                        self, name=name, session_obj=self.session_obj, model_suites=pairs
                     )
                 )
         if self.session_obj.baseline is not None:
             seen: list[Path] = []
-            for t in self.session_obj.targets:
+            for t in self.session_obj.model_suites:
                 if t.model not in seen:
                     seen.append(t.model)
                     out.append(
@@ -208,5 +218,5 @@ class RobustSuiteFile(pytest.File):
         self.session_obj = session_obj
 
     def collect(self) -> Iterable[pytest.Item]:
-        for target in self.session_obj.targets_for_file(self.path.resolve()):
-            yield from _case_items(self, self.session_obj, target)
+        for ms in self.session_obj.for_file(self.path.resolve()):
+            yield from _case_items(self, self.session_obj, ms)

@@ -1,42 +1,28 @@
-"""pytest entry point: options, the session object, collection, xdist glue, reports.
+"""pytest entry point: options and configuration only.
 
-Thin by design: the library (``robusttest``) loads, evaluates and renders; this module
-only decides *when* (see ``session.py``) and turns cases into items (``items.py``).
-The library is imported lazily, so ``pytest --help`` and runs without ``--model`` do not
-import torch.
+Thin by design (the pytest-xdist layout): this module adds the options and, when
+``--model`` is given, registers one ``RobustSession`` object that holds every other hook
+(session.py), so no hook needs an "is robusttest active" guard. The library is imported
+lazily: ``pytest --help`` and runs without ``--model`` never import torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_robusttest.items import (
-    ROOT_NODEID,
-    BaselineItem,
-    RobustCaseItem,
-    RobustRootCollector,
-    RobustSuiteFile,
-)
-from pytest_robusttest.options import RobustSettings, SettingsError, add_options
-from pytest_robusttest.session import CLEAN, PAYLOAD_KEY, RobustSession
+from pytest_robusttest.items import MARKERS
+from pytest_robusttest.options import SKIPPED_KEY, add_options, settings_from_config
+from pytest_robusttest.plan import PAYLOAD_KEY
+from pytest_robusttest.session import RobustSession
 
 if TYPE_CHECKING:
     from robusttest.results import RunResult
 
 SESSION_KEY = pytest.StashKey[RobustSession]()
-_ERROR_KEY = pytest.StashKey[str]()
-_MARKERS = {
-    "robusttest": "robustness gate of a model under noise (items added by --model)",
-    CLEAN: "robusttest case on the clean (noise-free) images",
-    "quantum": "robusttest case under quantum noise (dose reduction)",
-    "electronic": "robusttest case under electronic (detector read) noise",
-    "gaussian": "robusttest case under image-domain Gaussian noise",
-    "poisson": "robusttest case under image-domain Poisson noise",
-}
 JUNIT_XUNIT2_WARNING = (
     "junit_family=xunit2: robusttest writes each case's numbers as <properties> inside "
     "<testcase>, which the xunit2 schema does not allow; strict JUnit consumers may drop "
@@ -46,64 +32,71 @@ JUNIT_XUNIT2_WARNING = (
 
 
 def get_session(config: pytest.Config) -> RobustSession | None:
+    """The session object of an active run (``--model`` given), else None."""
     return config.stash.get(SESSION_KEY, None)
 
 
-# --- options and configuration -------------------------------------------------------------
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from pytest_robusttest import hooks
 
     pluginmanager.add_hookspecs(hooks)
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser)
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> Generator[None, None, None]:
+    """Add the options once the initial conftests (and every plugin) have added theirs,
+    so a short form another one already uses (``--device``) is left to it."""
+    yield
+    early_config.stash[SKIPPED_KEY] = add_options(parser)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Parse the options; choose the JUnit family (tryfirst: before junitxml reads it)."""
-    for name, text in _MARKERS.items():
+    """Parse the options; register the session object when active; choose the JUnit family
+    (tryfirst: before junitxml reads it)."""
+    from robusttest.options import SettingsError
+
+    for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     try:
-        settings = RobustSettings.from_config(config)
+        settings = settings_from_config(config)
     except SettingsError as exc:
         # Raised at session start: a usage error before the other plugins are configured
         # would leave pytest's clean-up calling unconfigure hooks of unconfigured plugins.
-        config.stash[_ERROR_KEY] = str(exc)
+        config.pluginmanager.register(_UsageError(str(exc)), "robusttest-usage-error")
+        return
+    if not settings.active:
         return
     robust = RobustSession(config, settings)
     config.stash[SESSION_KEY] = robust
-    if not settings.active:
-        return
+    config.pluginmanager.register(robust, "robusttest-session")
     _junit_family(config)
     if config.pluginmanager.hasplugin("xdist") and not robust.is_worker:
         config.pluginmanager.register(XdistHooks(robust), "robusttest-xdist")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Load models and suites and plan the grid; any library error is a usage error.
+class _UsageError:
+    """Registered instead of the session when an option is invalid: reports it at start."""
 
-    Here rather than in pytest_configure: every plugin is configured by now (so pytest's
-    clean-up after a usage error is safe), ``--help`` never gets here, and tryfirst puts
-    it before xdist's own sessionstart, which starts the workers and needs the plan.
-    """
-    from robusttest.errors import RobustTestError
+    def __init__(self, message: str) -> None:
+        self.message = message
 
-    config = session.config
-    if _ERROR_KEY in config.stash:
-        raise pytest.UsageError(config.stash[_ERROR_KEY])
-    robust = get_session(config)
-    if robust is None or not robust.active:
-        return
-    try:
-        robust.prepare()
-    except RobustTestError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    for family in robust.families():
-        if family not in _MARKERS:  # a user-registered noise family
-            config.addinivalue_line("markers", f"{family}: robusttest case under {family} noise")
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        raise pytest.UsageError(self.message)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Short forms that another plugin or conftest owns here (robusttest's are --robust-*)."""
+    skipped = config.stash.get(SKIPPED_KEY, [])
+    return [
+        f"robusttest: {o.short} belongs to another plugin or conftest here; "
+        f"robusttest's option is {o.flag}"
+        for o in skipped
+        if o.short is not None
+    ]
 
 
 def _junit_family(config: pytest.Config) -> None:
@@ -124,70 +117,6 @@ def _junit_family(config: pytest.Config) -> None:
     # No public setter: seed getini's cache before junitxml's pytest_configure reads it
     # (this hook is tryfirst). tests/plugin pins that the XML really comes out as xunit1.
     config._inicache["junit_family"] = "xunit1"
-
-
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    session = get_session(config)
-    if session is None or not session.active:
-        return []
-    return [
-        f"robusttest: {t.model.name} × suite {t.suite_name} ({len(t.cases)} cases)"
-        for t in session.targets
-    ]
-
-
-# --- collection ----------------------------------------------------------------------------
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    """A suite YAML given as a test path becomes a test file (only with --model)."""
-    session = get_session(parent.config)
-    if session is None or not session.active or file_path.suffix not in (".yaml", ".yml"):
-        return None
-    if not session.targets_for_file(file_path.resolve()):
-        return None
-    return RobustSuiteFile.from_parent(parent, path=file_path, session_obj=session)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(
-    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-) -> None:
-    """Add the session-level items (tryfirst: before -k, -m and --deselect filter)."""
-    robust = get_session(config)
-    if robust is None or not robust.active:
-        return
-    include_suites = bool(robust.session_targets())
-    if not include_suites and robust.baseline is None:
-        return
-    root = RobustRootCollector.from_parent(
-        session,
-        name=ROOT_NODEID,
-        nodeid=ROOT_NODEID,
-        session_obj=robust,
-        include_suites=include_suites,
-    )
-    # genitems fires the collect reports, so "collected N items" counts these items.
-    items.extend(session.genitems(root))
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """xdist worker: tell the controller which targets the selected items need.
-
-    tryfirst: this must be on disk before xdist's own hook reports the collection.
-    """
-    robust = get_session(session.config)
-    if robust is None or not robust.active or not robust.is_worker:
-        return
-    all_keys = {t.key for t in robust.targets}
-    needs: set[str] = set()
-    for item in session.items:
-        if isinstance(item, RobustCaseItem):
-            needs.add(item.target.key)
-        elif isinstance(item, BaselineItem):
-            needs |= {t.key for t in robust.targets if t.model == item.model}
-        elif "robust_eval" in getattr(item, "fixturenames", ()):
-            needs |= all_keys
-    robust.write_needs(needs)
 
 
 class XdistHooks:
@@ -219,14 +148,17 @@ class RobustEval:
 
     @property
     def choices(self) -> list[tuple[str, str]]:
-        return [(t.label, t.suite_name) for t in self._session.targets]
+        return [(ms.label, ms.suite_name) for ms in self._session.model_suites]
 
     def __call__(self, model: str | Path | None = None, suite: str | None = None) -> RunResult:
         found = [
-            t
-            for t in self._session.targets
-            if (model is None or str(model) in (t.label, t.model.name, t.model.stem, str(t.model)))
-            and (suite is None or suite == t.suite_name)
+            ms
+            for ms in self._session.model_suites
+            if (
+                model is None
+                or str(model) in (ms.label, ms.model.name, ms.model.stem, str(ms.model))
+            )
+            and (suite is None or suite == ms.suite_name)
         ]
         if len(found) != 1:
             choices = ", ".join(f"(model={m!r}, suite={s!r})" for m, s in self.choices)
@@ -241,35 +173,9 @@ class RobustEval:
 def robust_eval(pytestconfig: pytest.Config) -> RobustEval:
     """The evaluation of ``--model`` (see RobustEval); skips when no model is given."""
     session = get_session(pytestconfig)
-    if session is None or not session.active:
+    if session is None:
         pytest.skip("robust_eval needs a model: run pytest with --model PATH")
     return RobustEval(session)
-
-
-# --- reports -------------------------------------------------------------------------------
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    robust = get_session(session.config)
-    if robust is None or not robust.active or robust.is_worker:
-        return
-    if not robust.write_reports() and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
-) -> None:
-    robust = get_session(config)
-    if robust is None or not robust.active or robust.is_worker or not robust.targets:
-        return
-    terminalreporter.write_sep("-", "robusttest")
-    for line in robust.summary_lines():
-        terminalreporter.write_line(line)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    robust = get_session(config)
-    if robust is not None:
-        robust.cleanup()
 
 
 __all__ = ["SESSION_KEY", "RobustEval", "get_session", "robust_eval"]

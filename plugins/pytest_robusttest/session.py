@@ -1,12 +1,15 @@
-"""One object per pytest session: the plan, the lazily computed results, the reports.
+"""One object per active pytest session: the plan, the lazily computed results, the reports.
 
-The plan is the list of targets, one per (model, suite), each with its grid of cases. It is
-resolved when pytest is configured (so a bad model, suite or device is a usage error before
-anything is collected), but nothing is evaluated until an item asks for its result:
-``--collect-only`` and fully deselected runs evaluate nothing.
+Registered as a plugin only when ``--model`` is given (see plugin.py), so its hooks run
+only then and need no "is robusttest active" guard.
+
+The plan is the list of model × suite pairs, each with its grid of cases. It is resolved
+at session start (so a bad model, suite or device is a usage error before anything is
+collected), but nothing is evaluated until an item asks for its result: ``--collect-only``
+and fully deselected runs evaluate nothing.
 
 With pytest-xdist the controller owns evaluation. It hands each worker the plan (through
-``node.workerinput``) and a folder to exchange files in; every worker writes which targets
+``node.workerinput``) and a folder to exchange files in; every worker writes which pairs
 its selected items need when its collection finishes; the controller evaluates those,
 once, before the first test is scheduled, and saves each RunResult there as JSON. Workers
 only read those files, so ``-n 2`` does no duplicate work and gives the numbers of ``-n 0``.
@@ -25,92 +28,28 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_robusttest.options import RobustSettings
+from pytest_robusttest.items import (
+    MARKERS,
+    ROOT_NODEID,
+    BaselineItem,
+    RobustCaseItem,
+    RobustRootCollector,
+    RobustSuiteFile,
+)
+from pytest_robusttest.plan import (
+    PAYLOAD_KEY,
+    PAYLOAD_VERSION,
+    EvaluationError,
+    ModelSuite,
+    PlannedCase,
+)
+from robusttest.options import RunSettings
 
 if TYPE_CHECKING:
     from robusttest.data import Dataset
     from robusttest.models import ModelRunner
     from robusttest.results import RunResult
     from robusttest.suite import Suite
-
-PAYLOAD_KEY = "robusttest"  # in node.workerinput
-PAYLOAD_VERSION = 1
-CLEAN = "clean"
-
-
-class EvaluationError(Exception):
-    """Evaluating one target failed; every item of that target reports this message."""
-
-
-# --- the plan --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PlannedCase:
-    """One grid cell as collected (before evaluation): what an item needs to exist."""
-
-    case_id: str
-    metric: str
-    target: str
-    condition: str
-    noise: str | None  # the noise family; None for the clean baseline
-
-    @property
-    def family(self) -> str:
-        return self.noise or CLEAN
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "case_id": self.case_id,
-            "metric": self.metric,
-            "target": self.target,
-            "condition": self.condition,
-            "noise": self.noise,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> PlannedCase:
-        return cls(
-            case_id=str(d["case_id"]),
-            metric=str(d["metric"]),
-            target=str(d["target"]),
-            condition=str(d["condition"]),
-            noise=None if d["noise"] is None else str(d["noise"]),
-        )
-
-
-@dataclass(frozen=True)
-class Target:
-    """One (model, suite) evaluation and the cases it yields."""
-
-    key: str  # "t0", "t1", ... in plan order; names the exchange files
-    model: Path
-    label: str  # the model file's stem, unique within the session
-    suite_name: str
-    suite_source: str  # the suite file evaluated (built-in or user's)
-    suite_file: Path | None  # the YAML test path this target came from, if any
-    cases: tuple[PlannedCase, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "model": str(self.model),
-            "label": self.label,
-            "suite_name": self.suite_name,
-            "suite_source": self.suite_source,
-            "suite_file": None if self.suite_file is None else str(self.suite_file),
-            "cases": [c.to_dict() for c in self.cases],
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Target:
-        return cls(
-            key=str(d["key"]),
-            model=Path(d["model"]),
-            label=str(d["label"]),
-            suite_name=str(d["suite_name"]),
-            suite_source=str(d["suite_source"]),
-            suite_file=None if d["suite_file"] is None else Path(d["suite_file"]),
-            cases=tuple(PlannedCase.from_dict(c) for c in d["cases"]),
-        )
 
 
 @dataclass
@@ -122,7 +61,7 @@ class _Loaded:
 
 def model_labels(models: Sequence[Path]) -> list[str]:
     """File stems, made unique with an index where two models share a stem."""
-    stems = [m.stem for m in models]
+    stems = [m.stem if not str(m).startswith("robusttest:") else str(m)[11:] for m in models]
     return [s if stems.count(s) == 1 else f"{s}-{i}" for i, s in enumerate(stems)]
 
 
@@ -140,14 +79,13 @@ def looks_like_suite(path: Path) -> bool:
     return isinstance(doc, Mapping) and ("task" in doc or any(t in doc for t in TASKS))
 
 
-# --- the session -----------------------------------------------------------------------------
 class RobustSession:
     """Owns the plan, the results (computed or loaded once) and the report writing."""
 
-    def __init__(self, config: pytest.Config, settings: RobustSettings) -> None:
+    def __init__(self, config: pytest.Config, settings: RunSettings) -> None:
         self.config = config
         self.settings = settings
-        self.targets: list[Target] = []
+        self.model_suites: list[ModelSuite] = []
         self.is_worker = hasattr(config, "workerinput")
         self.exchange_dir: Path | None = None  # xdist: where results and needs are exchanged
         self._own_exchange_dir = False
@@ -156,26 +94,113 @@ class RobustSession:
         self._errors: dict[str, str] = {}
         self.evaluated: list[str] = []  # keys evaluated in this process, in order
         self.notes: list[str] = []  # lines for the terminal summary
-        self.reports: list[tuple[str, Path]] = []
+        self.report_lines: list[str] = []
         self.baseline: RunResult | None = None
 
-    @property
-    def active(self) -> bool:
-        return self.settings.active
+    # --- hooks -------------------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Load models and suites and plan the grid; any library error is a usage error.
+
+        Here rather than in pytest_configure: every plugin is configured by now (so pytest's
+        clean-up after a usage error is safe), ``--help`` never gets here, and tryfirst puts
+        it before xdist's own sessionstart, which starts the workers and needs the plan.
+        """
+        from robusttest.errors import RobustTestError
+
+        try:
+            self.prepare()
+        except RobustTestError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        for family in self.families():
+            if family not in MARKERS:  # a user-registered noise family
+                self.config.addinivalue_line(
+                    "markers", f"{family}: robusttest case under {family} noise"
+                )
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        return [
+            f"robusttest: {ms.model.name} × suite {ms.suite_name} ({len(ms.cases)} cases)"
+            for ms in self.model_suites
+        ]
+
+    def pytest_collect_file(
+        self, file_path: Path, parent: pytest.Collector
+    ) -> pytest.Collector | None:
+        """A suite YAML given as a test path becomes a test file."""
+        if file_path.suffix not in (".yaml", ".yml"):
+            return None
+        if not self.for_file(file_path.resolve()):
+            return None
+        return RobustSuiteFile.from_parent(parent, path=file_path, session_obj=self)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        """Add the session-level items (tryfirst: before -k, -m and --deselect filter)."""
+        include_suites = bool(self.session_level())
+        if not include_suites and self.baseline is None:
+            return
+        root = RobustRootCollector.from_parent(
+            session,
+            name=ROOT_NODEID,
+            nodeid=ROOT_NODEID,
+            session_obj=self,
+            include_suites=include_suites,
+        )
+        # genitems fires the collect reports, so "collected N items" counts these items.
+        items.extend(session.genitems(root))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """xdist worker: tell the controller which pairs the selected items need.
+
+        tryfirst: this must be on disk before xdist's own hook reports the collection.
+        """
+        if not self.is_worker:
+            return
+        all_keys = {ms.key for ms in self.model_suites}
+        needs: set[str] = set()
+        for item in session.items:
+            if isinstance(item, RobustCaseItem):
+                needs.add(item.model_suite.key)
+            elif isinstance(item, BaselineItem):
+                needs |= {ms.key for ms in self.model_suites if ms.model == item.model}
+            elif "robust_eval" in getattr(item, "fixturenames", ()):
+                needs |= all_keys
+        self.write_needs(needs)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.is_worker:
+            return
+        if not self.write_reports() and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(
+        self, terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+    ) -> None:
+        if self.is_worker or not self.model_suites:
+            return
+        terminalreporter.write_sep("-", "robusttest")
+        for line in self.summary_lines():
+            terminalreporter.write_line(line)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._own_exchange_dir and self.exchange_dir is not None:
+            shutil.rmtree(self.exchange_dir, ignore_errors=True)
 
     # --- planning ----------------------------------------------------------------------------
     def prepare(self) -> None:
         """Resolve the plan: from the controller's payload on an xdist worker, else by loading
         every model and suite (RobustTestError propagates: the caller makes it a usage error)."""
-        if not self.active:
-            return
         payload = self.config.workerinput.get(PAYLOAD_KEY) if self.is_worker else None  # type: ignore[attr-defined]
         if payload is not None and payload.get("version") == PAYLOAD_VERSION:
-            self.targets = [Target.from_dict(t) for t in payload["targets"]]
+            self.model_suites = [ModelSuite.from_dict(t) for t in payload["model_suites"]]
             self.exchange_dir = Path(payload["dir"])
         else:
             self._check_device()
-            self.targets = self._plan()
+            self.model_suites = self._plan()
         self._load_baseline()
 
     def _check_device(self) -> None:
@@ -189,20 +214,20 @@ class RobustSession:
             except RobustTestError as exc:
                 raise pytest.UsageError(f"--device: {exc}") from None
 
-    def _plan(self) -> list[Target]:
+    def _plan(self) -> list[ModelSuite]:
         s = self.settings
         refs: list[tuple[str | None, Path | None]] = [(r, None) for r in s.suites]
         refs += [(str(f), f) for f in s.suite_files if looks_like_suite(f)]
         if not refs:
             refs = [(None, None)]
-        targets: list[Target] = []
+        planned: list[ModelSuite] = []
         for model, label in zip(s.models, model_labels(s.models), strict=True):
             for ref, suite_file in refs:
-                key = f"t{len(targets)}"
+                key = f"t{len(planned)}"
                 loaded = self._load(model, ref)
                 self._loaded[key] = loaded
-                targets.append(
-                    Target(
+                planned.append(
+                    ModelSuite(
                         key=key,
                         model=model,
                         label=label,
@@ -212,7 +237,7 @@ class RobustSession:
                         cases=self._cases(loaded),
                     )
                 )
-        return targets
+        return planned
 
     def _load(self, model: Path, ref: str | None) -> _Loaded:
         """Model, suite (variant picked by the model's task; overrides applied) and data."""
@@ -220,7 +245,7 @@ class RobustSession:
         from robusttest.errors import ModelError
 
         s = self.settings
-        if not model.exists():
+        if not str(model).startswith("robusttest:") and not model.exists():
             raise ModelError(f"--model {model}: no such file")
         runner, suite, dataset = prepare(
             model,
@@ -262,28 +287,30 @@ class RobustSession:
         self.baseline = RunResult.read(path)
 
     def families(self) -> list[str]:
-        return sorted({c.family for t in self.targets for c in t.cases})
+        return sorted({c.family for ms in self.model_suites for c in ms.cases})
 
-    def target(self, key: str) -> Target:
-        for t in self.targets:
-            if t.key == key:
-                return t
+    def model_suite(self, key: str) -> ModelSuite:
+        for ms in self.model_suites:
+            if ms.key == key:
+                return ms
         raise KeyError(key)
 
-    def targets_for_file(self, path: Path) -> list[Target]:
-        return [t for t in self.targets if t.suite_file is not None and t.suite_file == path]
+    def for_file(self, path: Path) -> list[ModelSuite]:
+        return [
+            ms for ms in self.model_suites if ms.suite_file is not None and ms.suite_file == path
+        ]
 
-    def session_targets(self) -> list[Target]:
-        """Targets collected at session level (from --suite or the card's default)."""
-        return [t for t in self.targets if t.suite_file is None]
+    def session_level(self) -> list[ModelSuite]:
+        """Pairs collected at session level (from --suite or the card's default)."""
+        return [ms for ms in self.model_suites if ms.suite_file is None]
 
-    def item_name(self, target: Target, case: PlannedCase) -> str:
-        several = len({t.model for t in self.targets}) > 1
-        return f"{target.label}:{case.case_id}" if several else case.case_id
+    def item_name(self, ms: ModelSuite, case: PlannedCase) -> str:
+        several = len({m.model for m in self.model_suites}) > 1
+        return f"{ms.label}:{case.case_id}" if several else case.case_id
 
     # --- results -----------------------------------------------------------------------------
     def result(self, key: str) -> RunResult:
-        """The RunResult of a target: computed on first use (or read from the controller)."""
+        """The RunResult of a pair: computed on first use (or read from the controller)."""
         if key in self._results:
             return self._results[key]
         if key not in self._errors and self.exchange_dir is not None and self.is_worker:
@@ -295,18 +322,18 @@ class RobustSession:
         return self._results[key]
 
     def _describe(self, key: str) -> str:
-        t = self.target(key)
-        return f"{t.model.name} on suite {t.suite_name}"
+        ms = self.model_suite(key)
+        return f"{ms.model.name} on suite {ms.suite_name}"
 
     def _evaluate(self, key: str) -> None:
         from robusttest.engine import EngineOptions, evaluate
         from robusttest.errors import RobustTestError
 
-        target = self.target(key)
+        ms = self.model_suite(key)
         try:
             loaded = self._loaded.get(key)
             if loaded is None:  # an xdist worker without results from the controller
-                loaded = self._load(target.model, _ref_of(target))
+                loaded = self._load(ms.model, ms.suite_ref)
             s = self.settings
             options = EngineOptions(
                 batch_size=s.batch_size,
@@ -314,7 +341,7 @@ class RobustSession:
                 lanes=s.lanes,
                 device=s.device,
                 cache=s.cache,
-                cache_dir=self._cache_dir() if s.cache else None,
+                cache_dir=s.cache_dir or self._cache_dir() if s.cache else None,
                 progress=None,  # a bar only when stderr is a terminal (e.g. with -s)
             )
             result = evaluate(loaded.runner, loaded.suite, loaded.dataset, options)
@@ -331,7 +358,7 @@ class RobustSession:
         self._results[key] = result
         self.evaluated.append(key)
         self.config.hook.pytest_robusttest_evaluated(
-            config=self.config, model=target.model, suite=target.suite_name, result=result
+            config=self.config, model=ms.model, suite=ms.suite_name, result=result
         )
         if not result.completed:
             # Ctrl-C: the engine kept what finished; stop the session now, and
@@ -353,11 +380,11 @@ class RobustSession:
         return {
             "version": PAYLOAD_VERSION,
             "dir": str(self.exchange_dir),
-            "targets": [t.to_dict() for t in self.targets],
+            "model_suites": [ms.to_dict() for ms in self.model_suites],
         }
 
     def write_needs(self, keys: Iterable[str]) -> None:
-        """Worker: record which targets the selected items need (read by the controller)."""
+        """Worker: record which pairs the selected items need (read by the controller)."""
         if self.exchange_dir is None:
             return
         wid = str(self.config.workerinput["workerid"])  # type: ignore[attr-defined]
@@ -371,7 +398,7 @@ class RobustSession:
         try:
             keys = [str(k) for k in json.loads(needs_file.read_text(encoding="utf-8"))]
         except (OSError, ValueError):
-            keys = [t.key for t in self.targets]  # no word from the worker: provide everything
+            keys = [ms.key for ms in self.model_suites]  # no word from the worker: everything
         for key in keys:
             if key in self._results or key in self._errors:
                 continue
@@ -407,89 +434,58 @@ class RobustSession:
                 f"could not read the controller's result of {self._describe(key)}: {exc}"
             )
 
-    def cleanup(self) -> None:
-        if self._own_exchange_dir and self.exchange_dir is not None:
-            shutil.rmtree(self.exchange_dir, ignore_errors=True)
-
     # --- reports -----------------------------------------------------------------------------
     def combined(self) -> RunResult | None:
-        """All results of this session as one (the library's merge for several targets)."""
+        """All results of this session as one (the library's merge for several pairs)."""
         from robusttest.results import merge
 
-        results = [self._results[t.key] for t in self.targets if t.key in self._results]
+        results = [self._results[ms.key] for ms in self.model_suites if ms.key in self._results]
         if not results:
             return None
         return merge(results)
 
     def results_for_model(self, model: Path) -> list[RunResult]:
-        return [self.result(t.key) for t in self.targets if t.model == model]
+        return [self.result(ms.key) for ms in self.model_suites if ms.model == model]
 
     def write_reports(self) -> bool:
-        """Write --robust-json / --robust-html; False when a requested file could not be."""
-        s = self.settings
-        if s.json is None and s.html is None:
+        """Write every requested report; False when one could not be written."""
+        from robusttest.report import write_reports
+
+        outputs = self.settings.outputs()
+        if not outputs:
             return True
         combined = self.combined()
         if combined is None:
             self.notes.append("reports not written: nothing was evaluated (no item selected)")
             return True
-        ok = True
-        if s.json is not None:
-            try:
-                self.reports.append(("JSON", combined.write_json(s.json)))
-            except OSError as exc:
-                self.notes.append(f"JSON report not written: {s.json}: {exc.strerror or exc}")
-                ok = False
-        if s.html is not None:
-            try:
-                from robusttest.report import write_html  # being written; optional until then
-            except ImportError:
-                self.notes.append(
-                    "HTML report not written: this robusttest has no robusttest.report.write_html"
-                )
-            else:
-                try:
-                    written = write_html(combined, s.html)
-                    self.reports.append(("HTML", Path(written) if written else s.html))
-                except OSError as exc:
-                    self.notes.append(f"HTML report not written: {s.html}: {exc.strerror or exc}")
-                    ok = False
-        return ok
+        written = write_reports(combined, outputs)
+        self.report_lines += [w.line() for w in written]
+        return all(w.ok for w in written)
 
     def summary_lines(self) -> list[str]:
+        from robusttest.report import summary_line
+
         lines: list[str] = []
-        for t in self.targets:
-            head = f"{t.model.name} × {t.suite_name}"
-            result = self._results.get(t.key)
+        for ms in self.model_suites:
+            head = f"{ms.model.name} × {ms.suite_name}"
+            result = self._results.get(ms.key)
             if result is not None:
-                lines.append(f"{head}: {_describe_result(result)}")
-            elif t.key in self._errors:
-                lines.append(f"{head}: ERROR {self._errors[t.key].splitlines()[0]}")
+                lines.append(f"{head}: {_describe(result)}; {summary_line(result)}")
+            elif ms.key in self._errors:
+                lines.append(f"{head}: ERROR {self._errors[ms.key].splitlines()[0]}")
             else:
                 lines.append(f"{head}: not evaluated (no item of it was selected)")
-        lines += [f"{kind} report: {path}" for kind, path in self.reports]
-        lines += self.notes
-        return lines
+        return lines + self.report_lines + self.notes
 
 
-def _ref_of(target: Target) -> str | None:
-    return str(target.suite_file) if target.suite_file is not None else target.suite_source
-
-
-def _describe_result(result: RunResult) -> str:
+def _describe(result: RunResult) -> str:
     prov = result.provenance
     model = prov.get("model", {})
     data = prov.get("data", {})
-    counts = result.counts()
-    gates = f"gates {counts['pass']} passed, {counts['fail']} failed"
-    if counts["no-gate"]:
-        gates += f", {counts['no-gate']} not gated"
-    if counts["error"]:
-        gates += f", {counts['error']} errors"
     sha = str(model.get("sha256", ""))[:12]
     n = data.get("n_images", "?")
     device = result.run.get("device", "?")
-    return f"sha256 {sha}, {n} images ({data.get('adapter', '?')}), device {device}; {gates}"
+    return f"sha256 {sha}, {n} images ({data.get('adapter', '?')}), device {device}"
 
 
 def _write_text(path: Path, text: str) -> None:

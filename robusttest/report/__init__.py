@@ -1,7 +1,39 @@
-"""Renderers of a ``RunResult``: the self-contained HTML report (JSON lives in results)."""
+"""Reports: renderers of a ``RunResult`` (JSON, HTML, JUnit, and any registered format).
+
+Importing the package registers the built-in renderers.
+"""
 
 from __future__ import annotations
 
-from robusttest.report.html import render_html, write_html
+from robusttest.report.base import (
+    RENDERERS,
+    Renderer,
+    Written,
+    get_renderer,
+    register_renderer,
+    render_stamp,
+    summary_line,
+    verdict_word,
+    write_reports,
+)
+from robusttest.report.html import HtmlRenderer, render_html, write_html
+from robusttest.report.json import JsonRenderer
+from robusttest.report.junit import JUnitRenderer, case_properties
 
-__all__ = ["render_html", "write_html"]
+__all__ = [
+    "RENDERERS",
+    "HtmlRenderer",
+    "JUnitRenderer",
+    "JsonRenderer",
+    "Renderer",
+    "Written",
+    "case_properties",
+    "get_renderer",
+    "register_renderer",
+    "render_html",
+    "render_stamp",
+    "summary_line",
+    "verdict_word",
+    "write_html",
+    "write_reports",
+]

@@ -7,9 +7,7 @@ the user's files are ``RobustTestError``s, which the main CLI prints as one line
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +39,6 @@ def read_results(path: str | Path) -> RunResult:
         raise ConfigError(f"{p}: malformed results file ({exc!r})") from None
 
 
-def render_stamp() -> str:
-    """Render time: SOURCE_DATE_EPOCH when set (reproducible builds), else now, in UTC."""
-    sde = os.environ.get("SOURCE_DATE_EPOCH")
-    if sde:
-        try:
-            t = _dt.datetime.fromtimestamp(int(sde), _dt.timezone.utc)
-        except (ValueError, OverflowError, OSError):
-            raise ConfigError(
-                f"SOURCE_DATE_EPOCH={sde!r}: must be whole seconds since 1970"
-            ) from None
-    else:
-        t = _dt.datetime.now(_dt.timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _write(path: str, text: str, what: str) -> Path:
     try:
         return atomic_write_text(path, text)
@@ -68,31 +51,29 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from robusttest.report.html import render_html
+    from robusttest.options import parse_report
+    from robusttest.report.base import render_stamp, summary_line, write_reports
 
-    if not args.html and not args.json:
-        raise ConfigError("report: nothing to write; give --html OUT.html and/or --json OUT.json")
-    if args.html and _same_file(args.html, args.results):
-        raise ConfigError(f"--html {args.html}: is the results file itself; choose another path")
+    outputs: list[tuple[str, Path]] = []
+    for fmt, path in (("html", args.html), ("json", args.json), ("junit", args.junit)):
+        if path:
+            outputs.append((fmt, Path(path)))
+    outputs += [(fmt, Path(p)) for fmt, p in map(parse_report, args.report or [])]
+    if not outputs:
+        raise ConfigError(
+            "report: nothing to write; give --html OUT.html, --json OUT.json, --junit OUT.xml "
+            "or --report FORMAT=PATH"
+        )
+    for fmt, path in outputs:
+        if _same_file(str(path), args.results):
+            raise ConfigError(f"{fmt} output {path}: is the results file itself; choose another")
     result = read_results(args.results)
-    if args.html:
-        try:
-            page = render_html(result, rendered_at=render_stamp())
-        except (AttributeError, TypeError, ValueError, KeyError) as exc:
-            # from_dict does not type-check every field; a hand-edited file can get here
-            raise ConfigError(f"{args.results}: malformed results file ({exc!r})") from None
-        _write(args.html, page, "--html")
-        print(f"wrote {args.html}")
-    if args.json:
-        _write(args.json, result.to_json(), "--json")
-        print(f"wrote {args.json}")
-    state = "INCOMPLETE" if not result.completed else ("FAILED" if result.failed else "PASSED")
-    c = result.counts()
-    print(
-        f"{state}: {c['pass']} passed, {c['fail'] + c['error']} failed, "
-        f"{c['no-gate']} ungated of {len(result.cases)} cases"
-    )
-    return 0
+    failed = False
+    for written in write_reports(result, outputs, rendered_at=render_stamp()):
+        print(f"wrote {written.path}" if written.ok else written.line())
+        failed |= not written.ok
+    print(summary_line(result))
+    return 2 if failed else 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -128,6 +109,13 @@ def register_cli(sub: Any) -> None:
     p.add_argument("results", metavar="RESULTS.json", help="results file written by a run")
     p.add_argument("--html", metavar="OUT.html", help="write the HTML report here")
     p.add_argument("--json", metavar="OUT.json", help="write the (normalised) results JSON here")
+    p.add_argument("--junit", metavar="OUT.xml", help="write JUnit XML (one testcase per case)")
+    p.add_argument(
+        "--report",
+        action="append",
+        metavar="FORMAT=PATH",
+        help="write a report in any registered format (repeatable)",
+    )
     p.set_defaults(func=_cmd_report)
 
     c = sub.add_parser(

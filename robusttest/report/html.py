@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from robusttest.fsutil import atomic_write_text
 from robusttest.gates import CLEAN
+from robusttest.report.base import Renderer, register_renderer
 from robusttest.report.plots import Series, curve_svg
 from robusttest.results import CaseResult, GalleryItem, RunResult
 
@@ -681,6 +681,16 @@ def render_html(result: RunResult, *, rendered_at: str | None = None) -> str:
     return "\n".join(body)
 
 
+@register_renderer
+class HtmlRenderer(Renderer):
+    name = "html"
+    suffix = ".html"
+    description = "one self-contained HTML report (offline, no scripts)"
+
+    def render(self, result: RunResult, *, rendered_at: str) -> str:
+        return render_html(result, rendered_at=rendered_at)
+
+
 def write_html(result: RunResult, path: str | Path, *, rendered_at: str | None = None) -> Path:
     """Render and write atomically (a reader never sees half a report)."""
-    return atomic_write_text(path, render_html(result, rendered_at=rendered_at))
+    return HtmlRenderer().write(result, path, rendered_at=rendered_at)

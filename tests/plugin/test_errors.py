@@ -59,7 +59,9 @@ def test_bad_device_syntax(project: pytest.Pytester, models: Models) -> None:
     result = project.runpytest(f"--model={models.seg}", "--device=gpu")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*error: argument --device: 'gpu' is not a device; use auto, cpu, cuda or cuda:N"]
+        [
+            "*error: argument --device/--robust-device: 'gpu' is not a device; use auto, cpu, cuda or cuda:N"
+        ]
     )
 
 

@@ -59,8 +59,7 @@ def test_help_text_is_pinned(
 
 
 def test_suite_help_names_the_library_defaults() -> None:
-    from pytest_robusttest.options import option_for
-
+    from robusttest.options import option_for
     from robusttest.suite import DEFAULT_SUITE_FOR_TASK
 
     text = option_for("suites").help

@@ -1,4 +1,5 @@
-"""The settings object: parsed from command line and ini values, validated, frozen."""
+"""The run settings: one option table, parsed from command line and ini values, validated,
+frozen (robusttest.options, used by the pytest plugin and `robusttest run`)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,16 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from pytest_robusttest.options import (
-    OPTIONS,
-    RobustSettings,
-    SettingsError,
-    parse_device,
-)
+from pytest_robusttest.options import settings_from_config
+
+from robusttest.options import OPTIONS, RunSettings, SettingsError, parse_device
 
 
 def settings(
     cli: dict[str, object] | None = None, ini: dict[str, object] | None = None, **kw: object
-) -> RobustSettings:
+) -> RunSettings:
     kw.setdefault("invocation_dir", Path("/work/here"))
-    return RobustSettings.from_sources(cli or {}, ini or {}, **kw)  # type: ignore[arg-type]
+    return RunSettings.from_sources(cli or {}, ini or {}, **kw)  # type: ignore[arg-type]
 
 
 def test_defaults_are_inactive_and_documented() -> None:
@@ -33,12 +31,15 @@ def test_defaults_are_inactive_and_documented() -> None:
 
 
 def test_every_option_maps_to_a_settings_field_and_an_ini_key() -> None:
-    fields = {f.name for f in dataclasses.fields(RobustSettings)}
+    fields = {f.name for f in dataclasses.fields(RunSettings)}
     for o in OPTIONS:
         assert o.field in fields or o.field == "no_cache"
+        assert o.flag.startswith("--robust-")  # every option has a --robust- spelling
         name = o.ini.removeprefix("robusttest_")
         assert name != o.ini and name in o.flag.replace("-", "_")
     assert len({o.flag for o in OPTIONS}) == len(OPTIONS)
+    shorts = [o.short for o in OPTIONS if o.short]
+    assert shorts == ["--model", "--suite", "--data", "--device"]
 
 
 def test_settings_are_frozen() -> None:
@@ -99,7 +100,9 @@ def test_bad_device_names_the_choices(text: str) -> None:
         ("lanes", "0", r"--robust-lanes: 0 is not >= 1"),
         ("seed", "x", r"--robust-seed: 'x' is not an integer"),
         ("baseline_tolerance", "-0.1", r"--robust-baseline-tolerance: '-0.1' is not a finite"),
-        ("device", "tpu", r"--device: 'tpu' is not a device"),
+        ("device", "tpu", r"--robust-device: 'tpu' is not a device"),
+        ("reports", ["csv=x.csv"], r"--robust-report: 'csv=x.csv': unknown report format 'csv'"),
+        ("reports", ["x.csv"], r"--robust-report: 'x.csv' is not FORMAT=PATH"),
     ],
 )
 def test_invalid_values_name_the_option(field: str, value: object, message: str) -> None:
@@ -136,7 +139,7 @@ def test_from_config_reads_cli_and_ini(pytester: pytest.Pytester) -> None:
         "[pytest]\nrobusttest_seed = 3\nrobusttest_repeats = 2\nrobusttest_model = m.onnx\n"
     )
     config = pytester.parseconfig("--robust-seed=7", "--device=CPU")
-    s = RobustSettings.from_config(config)
+    s = settings_from_config(config)
     assert (s.seed, s.repeats, s.device) == (7, 2, "cpu")
     assert s.models == (pytester.path / "m.onnx",)
 
@@ -144,5 +147,25 @@ def test_from_config_reads_cli_and_ini(pytester: pytest.Pytester) -> None:
 def test_argparse_rejects_bad_values_with_the_message(pytester: pytest.Pytester) -> None:
     with pytest.raises(pytest.UsageError, match=r"--robust-repeats: 0 is not >= 1"):
         pytester.parseconfig("--robust-repeats=0")
-    with pytest.raises(pytest.UsageError, match=r"--device: 'gpu' is not a device"):
+    with pytest.raises(pytest.UsageError, match=r"--device/--robust-device: 'gpu' is not a device"):
         pytester.parseconfig("--device", "gpu")
+
+
+@pytest.mark.parametrize(
+    ("cli", "message"),
+    [
+        ({"json": "r.json", "html": "r.json"}, r"--robust-html .*r.json: the same file as --robust-json"),
+        ({"json": "a/../r.json", "reports": ["json=r.json"]}, r"the same file as --robust-json"),
+        ({"html": "b.json", "baseline": "b.json"}, r"--robust-baseline .*: the same file as --robust-html"),
+    ],
+)  # fmt: skip
+def test_colliding_outputs_are_a_usage_error(cli: dict[str, object], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        settings(cli)
+
+
+def test_junitxml_colliding_with_a_report(pytester: pytest.Pytester) -> None:
+    with pytest.raises(SettingsError, match=r"--junitxml .*out.xml: the same file as"):
+        config = pytester.parseconfig("--robust-model=m.onnx", "--robust-html=out.xml",
+                                      "--junitxml=out.xml")  # fmt: skip
+        settings_from_config(config)

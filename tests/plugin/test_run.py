@@ -43,7 +43,8 @@ def test_passing_gates_in_an_empty_folder(project: pytest.Pytester, models: Mode
             *(lit(f"robusttest::tiny::{i} PASSED") + "*" for i in IDS),
             "*- robusttest -*",
             "seg.onnx × tiny: sha256 ????????????, 4 images (phantom), "
-            f"device {_model_device()}; gates 3 passed, 0 failed",
+            f"device {_model_device()}; PASSED: 3 cases: 3 passed, 0 failed, "
+            "0 reported without a gate",
         ]
     )
     assert evaluations(project) == ["main seg.onnx tiny"]  # once, for three items
@@ -72,7 +73,7 @@ def test_failing_gate_reports_the_numbers_without_a_traceback(
         ]
     )
     assert "Traceback" not in out and "def runtest" not in out and "GateFailure" not in out
-    result.stdout.fnmatch_lines(["*gates 0 passed, 3 failed*"])
+    result.stdout.fnmatch_lines(["*FAILED: 3 cases: 0 passed, 3 failed*"])
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,9 @@ def test_n2_matches_n0_and_evaluates_once_on_the_controller(
     parallel.assert_outcomes(passed=4)
     # one evaluation, by the controller (a worker's log line would name gw0 or gw1)
     assert evaluations(project) == ["main seg.onnx tiny"]
-    parallel.stdout.fnmatch_lines(["seg.onnx × tiny: sha256 *; gates 3 passed, 0 failed"])
+    parallel.stdout.fnmatch_lines(
+        ["seg.onnx × tiny: sha256 *; PASSED: 3 cases: 3 passed, 0 failed*"]
+    )
 
     n0, n2 = (json.loads((project.path / f).read_text()) for f in ("n0.json", "n2.json"))
     assert n0["cases"] == n2["cases"] and n0["records"] == n2["records"]

@@ -282,9 +282,9 @@ def test_run_exit_code_follows_the_gates(
     assert result.passed is (rc == 0)
     assert result.run["lanes"] == 1 + rc
     if rc == 0:
-        assert "PASSED: 2 gates passed, 0 failed" in stdout
+        assert "PASSED: 2 cases: 2 passed, 0 failed" in stdout
     else:
-        assert "FAILED: 0 gates passed, 2 failed" in stdout
+        assert "FAILED: 2 cases: 0 passed, 2 failed" in stdout
         assert "FAIL lungs-dice[gaussian-sigma0.1]: " in stdout and "1.01" in stdout
     assert not (tmp_path / ".robusttest-cache").exists()  # --no-cache
 
@@ -325,9 +325,9 @@ def test_run_bad_repeats_is_one_line(
     model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["run", str(model), "--suite", str(suite_file(tmp_path, 0.0)), "--repeats", "0"]
-    assert one_line_error(capsys, argv).startswith("repeats: 0 is not >= 1")
+    assert one_line_error(capsys, argv).startswith("--repeats: 0 is not >= 1")
     argv = ["run", str(model), "--suite", str(suite_file(tmp_path, 0.0)), "--lanes", "0"]
-    assert one_line_error(capsys, argv).startswith("lanes: 0 is not >= 1")
+    assert one_line_error(capsys, argv).startswith("--lanes: 0 is not >= 1")
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -96,6 +96,7 @@ def fresh_registries() -> Iterator[None]:
     before = [(dict(r._items), dict(r._origin), r._loaded) for r in regs]
     for r in regs:
         r._loaded = False
+        r._errors.clear()
     try:
         yield
     finally:
@@ -105,6 +106,7 @@ def fresh_registries() -> Iterator[None]:
             r._origin.clear()
             r._origin.update(origin)
             r._loaded = loaded
+            r._errors.clear()
         for mod in ("rt_ext_demo", "rt_ext_broken"):
             sys.modules.pop(mod, None)
 

@@ -10,7 +10,8 @@ from report_factory import make_result
 
 import robusttest.cli as cli
 from robusttest.report import render_html
-from robusttest.report.cli import read_results, register_cli, render_stamp
+from robusttest.report.base import render_stamp
+from robusttest.report.cli import read_results, register_cli
 from robusttest.results import RunResult
 
 
@@ -38,7 +39,10 @@ def test_report_rerenders_saved_results(
     out_html, out_json = tmp_path / "r.html", tmp_path / "out" / "r.json"
     assert cli.main(["report", str(src), "--html", str(out_html), "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
-    assert f"wrote {out_html}" in out and "FAILED: 6 passed, 1 failed, 7 ungated" in out
+    assert (
+        f"wrote {out_html}" in out
+        and "FAILED: 14 cases: 6 passed, 1 failed, 7 reported without a gate" in out
+    )
     assert out_html.read_text(encoding="utf-8") == render_html(
         r, rendered_at="2023-11-14T22:13:20Z"
     )
