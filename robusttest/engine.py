@@ -33,6 +33,7 @@ from robusttest.errors import ConfigError, DataError, ModelError, RobustTestErro
 from robusttest.models import ModelRunner, load_model, postprocess, preprocess, resize
 from robusttest.models.runner import check_outputs
 from robusttest.noise import SAMPLER_VERSION, NoiseSpec, check_images, severity_name
+from robusttest.resources import resolve_model_ref
 from robusttest.results import CLEAN, CaseResult, GalleryItem, ImageRecord, RunResult
 from robusttest.suite import DEFAULT_SUITE_FOR_TASK, CaseSpec, Suite, load_suite
 
@@ -853,7 +854,7 @@ def load_model_and_suite(
     """
     if not isinstance(model, (str, Path)):
         return model, resolve_suite(suite, model.card.task)
-    path = Path(model)
+    path = resolve_model_ref(model)
     first: ModelError | None = None
     pre: ModelRunner | None = None
     try:
