@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,dicom]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,dicom,zoo]"
 	touch $@
 
 # The main job, as a user would run it: pytest --model in an otherwise empty project.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -176,100 +175,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_zoo_fixtures(args: argparse.Namespace) -> int:
-    from robusttest.zoo import train_fixtures
-
-    report = train_fixtures(Path(args.data), Path(args.out), device=args.device, quick=args.quick)
-    print(json.dumps({k: v["test"] for k, v in report.items()}, indent=1, default=str))
-    return 0
-
-
-def _cmd_zoo_train(args: argparse.Namespace) -> int:
-    from robusttest.zoo import train_zoo, zoo_configs
-
-    names = args.models.split(",") if args.models else list(zoo_configs())
-    train_zoo(
-        names,
-        Path(args.data),
-        Path(args.out),
-        device=_train_device(args.device),
-        epochs=args.epochs,
-    )
-    return 0
-
-
-def _train_device(device: str) -> str:
-    from robusttest.models import resolve_device
-
-    return resolve_device(device)
-
-
-def _cmd_zoo_replicate(args: argparse.Namespace) -> int:
-    from robusttest import replication as R
-
-    zoo_dir, run_dir = Path(args.zoo), Path(args.runs)
-    names = args.models.split(",") if args.models else None
-    if not args.doc_only:
-        R.run_zoo(
-            zoo_dir,
-            Path(args.data),
-            run_dir,
-            names=names,
-            repeats=args.repeats,
-            limit=args.limit,
-            device=args.device,
-        )
-    results = R.load_runs(run_dir)
-    doc = Path(args.doc)
-    curves = R.plot_curves(results, doc.parent / "img" / "replication_curves.png")
-    native = R.load_runs(Path(args.native_runs)) if args.native_runs else None
-    R.write_doc(results, R.zoo_metrics(zoo_dir), doc, curves, native)
-    print(f"wrote {doc} and {curves}")
-    return 0
-
-
 def _register_zoo(sub: Any) -> None:
-    zoo = sub.add_parser("zoo", help="train reference models (fixtures, the paper's zoo)")
-    zsub = zoo.add_subparsers(dest="zoo_command", metavar="ACTION")
-    zsub.required = True
-    p = zsub.add_parser(
-        "fixtures", help="train the small models committed in fixtures/models (seeded)"
-    )
-    p.add_argument(
-        "--data",
-        default=os.environ.get("ROBUSTTEST_DATA", "../shared/data"),
-        help="folder holding montgomery/ and shenzhen/ (default $ROBUSTTEST_DATA)",
-    )
-    p.add_argument("--out", default="fixtures/models", help="output folder")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--quick", action="store_true", help="a few epochs only (smoke test)")
-    p.set_defaults(func=_cmd_zoo_fixtures)
+    # the zoo is an application behind the `zoo` extra: its own module, which checks the extra
+    from robusttest.zoo.cli import register_cli
 
-    data_default = os.environ.get("ROBUSTTEST_DATA", "../shared/data")
-    t = zsub.add_parser("train", help="train the paper's architectures on the public data")
-    t.add_argument("--models", default=None, help="comma list (default: all; see zoo.py)")
-    t.add_argument("--data", default=data_default, help="public corpus root")
-    t.add_argument("--out", default="zoo", help="output folder (default zoo/)")
-    t.add_argument("--epochs", type=int, default=None, help="override each model's epochs")
-    t.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    t.set_defaults(func=_cmd_zoo_train)
+    register_cli(sub)
 
-    r = zsub.add_parser("replicate", help="run the paper's grid over the zoo; write the doc")
-    r.add_argument("--zoo", default="zoo", help="folder of zoo models")
-    r.add_argument("--data", default=data_default, help="public corpus root")
-    r.add_argument("--runs", default="runs/replication", help="where results JSON/HTML go")
-    r.add_argument("--doc", default="docs/replication.md", help="the document to write")
-    r.add_argument("--models", default=None, help="comma list of zoo model names")
-    r.add_argument("--repeats", type=int, default=None, help="override the suite's repeats")
-    r.add_argument("--limit", type=int, default=None, help="first N images only")
-    r.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    r.add_argument("--doc-only", action="store_true", help="re-write the doc from saved runs")
-    r.add_argument(
-        "--native-runs",
-        default=None,
-        help="saved runs with image-domain noise at native resolution, for a comparison table",
+
+# --- shipped fixture models --------------------------------------------------------------
+def _cmd_fixtures(args: argparse.Namespace) -> int:
+    from robusttest.errors import DataError
+    from robusttest.models import file_sha256, load_model
+    from robusttest.resources import MODEL_REF_PREFIX, fixture_models
+
+    models = fixture_models()
+    if not models:
+        raise DataError("no fixture models found in this install; reinstall robusttest")
+    for name, path in models.items():
+        task = load_model(path, device="cpu").card.task
+        ref = f"{MODEL_REF_PREFIX}{name}"
+        print(f"{ref:22s} {task:14s} sha256:{file_sha256(path)[:12]}  {path}")
+    return 0
+
+
+def _register_fixtures(sub: Any) -> None:
+    p = sub.add_parser(
+        "fixtures", help="list the shipped fixture models (use one as --model robusttest:NAME)"
     )
-    r.set_defaults(func=_cmd_zoo_replicate)
+    p.set_defaults(func=_cmd_fixtures)
 
 
 def _cmd_suite_schema(args: argparse.Namespace) -> int:
@@ -399,6 +332,7 @@ def _register_run(sub: Any) -> None:
 _EXTRA_COMMANDS: list[Callable[[Any], None]] = [
     _register_run,
     _register_suite,
+    _register_fixtures,
     _register_zoo,
     register_report_commands,
 ]

@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
+from robusttest import resources
 from robusttest.errors import ConfigError, SuiteError, UnknownNameError
 from robusttest.gates import CLEAN, GATE_KEYS, JUDGE_ON, GateLimits, GateSpec, GateTable
 from robusttest.noise import NoiseSpec, available_noises, get_noise
@@ -64,24 +63,14 @@ def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
-# --- where built-in suites live ----------------------------------------------------------
+# --- where built-in suites live (robusttest.resources finds them) ----------------------
 def suite_dirs() -> list[Path]:
-    """ROBUSTTEST_SUITES, the repository's suites/ (editable install), the installed copy."""
-    dirs = []
-    env = os.environ.get("ROBUSTTEST_SUITES")
-    if env:
-        dirs.append(Path(env))
-    dirs.append(Path(__file__).resolve().parents[1] / "suites")
-    dirs.append(Path(sys.prefix) / "share" / "robusttest" / "suites")
-    return [d for d in dirs if d.is_dir()]
+    """ROBUSTTEST_SUITES, then the built-in suites shipped with the package."""
+    return resources.suite_dirs()
 
 
 def builtin_suites() -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for d in reversed(suite_dirs()):  # earlier dirs win
-        for p in sorted(d.glob("*.yaml")):
-            out[p.stem] = p
-    return out
+    return resources.builtin_suites()
 
 
 # --- validation helpers --------------------------------------------------------------------

@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from robusttest import zoo
 from robusttest.data import open_dataset
 from robusttest.models import export_onnx, save_pt2, save_torchscript
+from robusttest.zoo import train as zoo
 
 REPO = Path(__file__).resolve().parents[1]
 

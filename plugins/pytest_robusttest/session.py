@@ -245,7 +245,9 @@ class RobustSession:
         from robusttest.errors import ModelError
 
         s = self.settings
-        if not str(model).startswith("robusttest:") and not model.exists():
+        from robusttest.resources import resolve_model_ref
+
+        if not resolve_model_ref(model).exists():
             raise ModelError(f"--model {model}: no such file")
         runner, suite, dataset = prepare(
             model,

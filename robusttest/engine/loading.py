@@ -15,6 +15,7 @@ from pathlib import Path
 from robusttest.data import Dataset, open_dataset
 from robusttest.errors import ConfigError, ModelError
 from robusttest.models import ModelRunner, build_card, load_model, stored_card_fields
+from robusttest.resources import resolve_model_ref
 from robusttest.suite import DEFAULT_SUITE_FOR_TASK, CaseSpec, Suite, load_suite
 
 
@@ -119,7 +120,7 @@ def load_model_and_suite(
     """
     if not isinstance(model, (str, Path)):
         return model, resolve_suite(suite, model.card.task)
-    path = Path(model)
+    path = resolve_model_ref(model)
     fields = stored_card_fields(path)
     task = fields.get("task")
     if suite is None and task is None:

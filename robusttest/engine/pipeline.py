@@ -51,7 +51,7 @@ def package_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version(), "robusttest": __version__}
-    for pkg in ("torch", "numpy", "onnxruntime", "onnx", "scipy", "torchmetrics"):
+    for pkg in ("torch", "numpy", "onnxruntime", "onnx", "scipy"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

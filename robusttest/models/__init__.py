@@ -24,7 +24,6 @@ from robusttest.models.card import (
     card_from_any,
 )
 from robusttest.models.export import export_onnx, save_pt2, save_torchscript, write_atomic
-from robusttest.models.nets import TinyCNN, TinyUNet, build_zoo_model
 from robusttest.models.preprocess import postprocess, preprocess, resize
 from robusttest.models.runner import (
     ModelFormat,
@@ -48,11 +47,8 @@ __all__ = [
     "ModelFormat",
     "ModelRunner",
     "OnnxRunner",
-    "TinyCNN",
-    "TinyUNet",
     "TorchRunner",
     "build_card",
-    "build_zoo_model",
     "card_fields_from_json",
     "card_fields_from_metadata",
     "card_from_any",

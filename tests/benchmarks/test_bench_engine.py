@@ -42,8 +42,9 @@ import torch
 
 from robusttest import engine
 from robusttest.data import Sample
-from robusttest.models import ModelCard, TinyUNet, export_onnx, load_model, preprocess
+from robusttest.models import ModelCard, export_onnx, load_model, preprocess
 from robusttest.suite import Suite, parse_suite
+from robusttest.zoo.nets import TinyUNet
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "fixtures" / "models" / "lungs_tinyunet.onnx"

@@ -10,8 +10,8 @@ exact ``binomial`` / ``poisson`` / ``standard_normal`` draws. The quantum family
 pixel sizes: (a) the 512² images at their actual geometry (spacing unknown → 430 mm / 512 =
 0.84 mm pixels, ≈ 5×10⁴ counts behind lung: the normal approximation does the work) and
 (b) 0.143 mm native detector pixels (≈ 1.5×10³ counts behind lung, far fewer at low dose:
-the exact small-count sampler dominates). A TinyUNet inference on the same batch, when that
-model exists, gives the scale of one model call (target: noise ≤ 10 % of it).
+the exact small-count sampler dominates). A TinyUNet inference on the same batch gives the
+scale of one model call (target: noise ≤ 10 % of it).
 
 At the end the module prints a table of mean times and the numpy / torch speed-ups
 (targets: ≥ 3× for the full quantum pipeline).
@@ -263,10 +263,8 @@ def test_bench_noise(
 
 
 def test_bench_tinyunet_inference(benchmark: Any, batch: tuple[np.ndarray, str]) -> None:
-    try:
-        from robusttest.models.nets import TinyUNet
-    except ImportError as exc:
-        pytest.skip(f"robusttest.models.nets.TinyUNet not importable: {exc}")
+    from robusttest.zoo.nets import TinyUNet
+
     model = TinyUNet().eval()
     x = torch.from_numpy(batch[0])[:, None]
     benchmark.extra_info.update(params=sum(p.numel() for p in model.parameters()))

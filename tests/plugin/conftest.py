@@ -12,8 +12,9 @@ from plugin_helpers import INI, Models, suite_yaml
 def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     import torch
 
-    from robusttest.models import ModelCard, TinyCNN, TinyUNet, export_onnx
+    from robusttest.models import ModelCard, export_onnx
     from robusttest.phantom import FINDINGS
+    from robusttest.zoo.nets import TinyCNN, TinyUNet
 
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)

@@ -33,7 +33,6 @@ from robusttest.errors import ConfigError, DataError, ModelError, SuiteError
 from robusttest.models import (
     ModelCard,
     ModelRunner,
-    TinyUNet,
     export_onnx,
     load_model,
     postprocess,
@@ -43,6 +42,7 @@ from robusttest.noise import NoiseSpec
 from robusttest.phantom import FINDINGS
 from robusttest.results import ImageRecord, RunResult
 from robusttest.suite import Suite, parse_suite
+from robusttest.zoo.nets import TinyUNet
 
 SEG_CARD = ModelCard(
     task="segmentation",

@@ -23,8 +23,6 @@ from robusttest.models import (
     ModelCard,
     ModelRunner,
     OnnxRunner,
-    TinyCNN,
-    TinyUNet,
     TorchRunner,
     check_outputs,
     detect_format,
@@ -34,6 +32,7 @@ from robusttest.models import (
     save_pt2,
     save_torchscript,
 )
+from robusttest.zoo.nets import TinyCNN, TinyUNet
 
 SEG_CARD = ModelCard(
     task="segmentation",

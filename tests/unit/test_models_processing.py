@@ -10,14 +10,8 @@ import torch
 import torchvision.transforms.functional as TF
 
 from robusttest.errors import ConfigError, InputError, ModelError, UnknownNameError
-from robusttest.models import (
-    ModelCard,
-    TinyCNN,
-    TinyUNet,
-    build_zoo_model,
-    postprocess,
-    preprocess,
-)
+from robusttest.models import ModelCard, postprocess, preprocess
+from robusttest.zoo.nets import TinyCNN, TinyUNet, build_zoo_model
 
 
 @pytest.fixture(autouse=True, scope="module")

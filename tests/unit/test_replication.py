@@ -6,7 +6,7 @@ from pathlib import Path
 
 from report_factory import make_result
 
-from robusttest import replication as R
+from robusttest.zoo import replication as R
 
 
 def test_doc_tables_carry_the_run_numbers(tmp_path: Path) -> None:

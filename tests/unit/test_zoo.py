@@ -11,7 +11,7 @@ import torch
 
 from robusttest.data import open_dataset
 from robusttest.models import load_model
-from robusttest.zoo import TrainConfig, evaluate_clean, train, zoo_configs
+from robusttest.zoo.train import TrainConfig, build, evaluate_clean, train, zoo_configs
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures" / "models"
@@ -69,8 +69,6 @@ def test_zoo_architectures_build_without_downloads() -> None:
     assert {"unet", "deeplabv3", "fpn", "resnet18", "densenet121", "efficientnet_b0"} <= set(
         configs
     )
-    from robusttest.zoo import build
-
     model = build(configs["unet"][0])  # smp, encoder_weights=None: nothing fetched
     out = model(torch.rand(2, 1, 64, 64))
     assert out.shape == (2, 1, 64, 64)

@@ -22,7 +22,8 @@ import numpy as np
 from robusttest.engine import EngineOptions, evaluate, open_suite_data
 from robusttest.fsutil import atomic_write_text
 from robusttest.models import load_model
-from robusttest.results import CLEAN, CaseResult, RunResult
+from robusttest.gates import CLEAN
+from robusttest.results import CaseResult, RunResult
 from robusttest.suite import Suite, load_suite
 
 PAPER_DICE_DROP = 0.843  # severe electronic (Gaussian) noise, lung segmentation

@@ -3,8 +3,8 @@
 ``TinyUNet`` and ``TinyCNN`` train in minutes on a CPU on phantom images; they are real
 architectures (skip connections, BatchNorm), just narrow, so exporting and running them
 exercises the same code paths as a production model. ``build_zoo_model`` builds the
-common chest X-ray architectures from segmentation-models-pytorch and timm, always
-without downloading weights.
+common chest X-ray architectures from segmentation-models-pytorch and timm (the zoo
+extra), always without downloading weights.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robusttest.errors import ConfigError, UnknownNameError
+from robusttest.zoo import require_extra
 
 SEGMENTATION_ARCHS: tuple[str, ...] = ("unet", "deeplabv3", "fpn")
 CLASSIFICATION_ARCHS: tuple[str, ...] = ("resnet18", "densenet121", "efficientnet_b0")
@@ -122,6 +123,7 @@ def build_zoo_model(
     ``encoder`` (default resnet18). Classification (timm): ``resnet18``, ``densenet121``,
     ``efficientnet_b0``. Extra ``kwargs`` go to the constructor.
     """
+    require_extra("build_zoo_model")
     if num_outputs < 1 or in_channels < 1:
         raise ConfigError(
             f"build_zoo_model: num_outputs={num_outputs}, in_channels={in_channels}; "

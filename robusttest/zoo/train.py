@@ -33,6 +33,7 @@ from robusttest import stats as S
 from robusttest.data import Dataset, Sample, open_dataset
 from robusttest.fsutil import atomic_write_text
 from robusttest.models import ModelCard, export_onnx, load_model, postprocess, preprocess, resize
+from robusttest.zoo.nets import TinyCNN, TinyUNet, build_zoo_model
 
 
 @dataclass
@@ -64,8 +65,6 @@ def seed_everything(seed: int) -> None:
 
 
 def build(cfg: TrainConfig) -> nn.Module:
-    from robusttest.models import TinyCNN, TinyUNet, build_zoo_model
-
     n_out = len(cfg.structures) if cfg.task == "segmentation" else len(cfg.labels)
     if cfg.arch == "tinyunet":
         return TinyUNet(in_channels=cfg.channels, out_channels=n_out, base=cfg.base)
