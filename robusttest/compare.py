@@ -1,6 +1,6 @@
 """Compare two runs case by case: did the new model (or data, or code) get worse?
 
-Cases are matched by ``(task, case_id)``. For each pair the noisy metric of the base and
+Cases are matched by ``(suite, case_id)``. For each pair the noisy metric of the base and
 the new run is compared, the difference oriented so that positive means *the new run is
 worse* (lower Dice, higher HD95). A regression is a worsening by more than ``tolerance``,
 in the metric's own units; a metric that was defined before and is undefined now also
@@ -29,7 +29,7 @@ _FAILING = ("fail", "error")
 class CaseDiff:
     """One case present in both runs."""
 
-    task: str
+    suite: str
     case_id: str
     metric: str
     higher_is_better: bool
@@ -58,7 +58,7 @@ class CaseDiff:
             return x if math.isfinite(x) else None
 
         return {
-            "task": self.task,
+            "suite": self.suite,
             "case_id": self.case_id,
             "metric": self.metric,
             "higher_is_better": self.higher_is_better,
@@ -77,7 +77,7 @@ class CaseDiff:
 class Comparison:
     tolerance: float
     cases: tuple[CaseDiff, ...]
-    only_in_base: tuple[tuple[str, str], ...]  # (task, case_id) the new run lacks
+    only_in_base: tuple[tuple[str, str], ...]  # (suite, case_id) the new run lacks
     only_in_new: tuple[tuple[str, str], ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -109,11 +109,11 @@ class Comparison:
         """A fixed-width table, worst first; ``all_cases=False`` lists only problems."""
         rows = sorted(
             self.cases,
-            # problems first; then by task and metric (deltas of different metrics are in
+            # problems first; then by suite and metric (deltas of different metrics are in
             # different units, so they are only ranked within a metric), worst first
             key=lambda c: (
                 c.status not in ("regression", "new-failure"),
-                c.task,
+                c.suite,
                 c.metric,
                 -(c.delta if math.isfinite(c.delta) else math.inf),
                 c.case_id,
@@ -121,11 +121,11 @@ class Comparison:
         )
         if not all_cases:
             rows = [c for c in rows if c.status in ("regression", "new-failure", "undefined")]
-        head = ("status", "task", "case", "base", "new", "worse by", "verdict")
+        head = ("status", "suite", "case", "base", "new", "worse by", "verdict")
         table: list[tuple[str, ...]] = [
             (
                 c.status,
-                c.task,
+                c.suite,
                 c.case_id,
                 _f(c.base),
                 _f(c.new),
@@ -164,8 +164,8 @@ class Comparison:
             "ok": self.ok,
             "summary": self.summary(),
             "cases": [c.to_dict() for c in self.cases],
-            "regressions": [[c.task, c.case_id] for c in self.regressions],
-            "new_failures": [[c.task, c.case_id] for c in self.new_failures],
+            "regressions": [[c.suite, c.case_id] for c in self.regressions],
+            "new_failures": [[c.suite, c.case_id] for c in self.new_failures],
             "only_in_base": [list(k) for k in self.only_in_base],
             "only_in_new": [list(k) for k in self.only_in_new],
             "notes": list(self.notes),
@@ -191,7 +191,7 @@ def _diff(b: CaseResult, n: CaseResult, tolerance: float) -> CaseDiff:
         regression = math.isfinite(bv) and not math.isfinite(nv)
         delta = math.nan
     return CaseDiff(
-        task=b.task,
+        suite=b.suite,
         case_id=b.case_id,
         metric=b.metric,
         higher_is_better=hib,
@@ -218,8 +218,8 @@ def compare(base: RunResult, new: RunResult, *, tolerance: float = 0.01) -> Comp
     """Case-by-case comparison of two results (see the module docstring for the rules)."""
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
         raise ConfigError(f"tolerance {tolerance!r}: must be a finite number >= 0")
-    b_cases = {(c.task, c.case_id): c for c in base.cases}
-    n_cases = {(c.task, c.case_id): c for c in new.cases}
+    b_cases = {(c.suite, c.case_id): c for c in base.cases}
+    n_cases = {(c.suite, c.case_id): c for c in new.cases}
     diffs = []
     notes = []
     for key, b in b_cases.items():

@@ -22,7 +22,7 @@ from robusttest.errors import ConfigError
 from robusttest.fsutil import atomic_write_text
 from robusttest.gates import CLEAN, FAILING, VERDICTS, GateSpec, Verdict
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 
 
 def _num(x: float | None) -> float | None:
@@ -45,7 +45,7 @@ class ImageRecord:
     scores for classification (``"score/Effusion"``); ``targets`` the ground-truth labels.
     """
 
-    task: str
+    suite: str  # the suite's name
     image_id: str
     patient_id: str
     condition: str
@@ -55,7 +55,7 @@ class ImageRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "task": self.task,
+            "suite": self.suite,
             "image_id": self.image_id,
             "patient_id": self.patient_id,
             "condition": self.condition,
@@ -67,7 +67,7 @@ class ImageRecord:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ImageRecord:
         return cls(
-            task=str(d["task"]),
+            suite=str(d["suite"]),
             image_id=str(d["image_id"]),
             patient_id=str(d["patient_id"]),
             condition=str(d["condition"]),
@@ -79,10 +79,10 @@ class ImageRecord:
 
 @dataclass(frozen=True)
 class CaseResult:
-    """Summary of one (task, metric, target, condition) cell of the grid."""
+    """Summary of one (suite, metric, target, condition) cell of the grid."""
 
     case_id: str
-    task: str
+    suite: str  # the suite's name
     metric: str
     target: str
     condition: str
@@ -193,7 +193,7 @@ _OPTIONAL_FLOATS = {"level", "p_value", "p_adjusted"}  # None = not applicable
 class GalleryItem:
     """Thumbnails for the HTML report, stored in the result so a re-render needs no data."""
 
-    task: str
+    suite: str
     image_id: str
     condition: str
     kind: Literal["sample", "worst"]
@@ -280,6 +280,8 @@ class RunResult:
         if not isinstance(d, Mapping) or d.get("schema") != "robusttest-results":
             raise ConfigError(f"{source}: not a robusttest results file (no 'schema' key)")
         ver = str(d.get("schema_version", ""))
+        if ver.split(".")[0] == "1":
+            d, ver = _upgrade_v1(d), SCHEMA_VERSION
         if ver.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
             raise ConfigError(
                 f"{source}: schema_version {ver!r} is not readable by this robusttest "
@@ -318,6 +320,26 @@ class RunResult:
                 f"{p}: not a UTF-8 text file; expected a robusttest results JSON"
             ) from None
         return cls.from_json(text, str(p))
+
+
+def _upgrade_v1(d: Mapping[str, Any]) -> dict[str, Any]:
+    """Schema 1.x called a record's, case's and thumbnail's suite name ``task``."""
+
+    def renamed(xs: Any) -> list[Any]:
+        out = []
+        for x in xs or []:
+            x = dict(x)
+            if "task" in x and "suite" not in x:
+                x["suite"] = x.pop("task")
+            out.append(x)
+        return out
+
+    return {
+        **d,
+        "cases": renamed(d.get("cases")),
+        "records": renamed(d.get("records")),
+        "gallery": renamed(d.get("gallery")),
+    }
 
 
 def merge(results: Iterable[RunResult]) -> RunResult:

@@ -146,7 +146,7 @@ class _Work:
         name = self.evaluator.suite.name
         for s, (values, targets) in zip(self.batch, scored, strict=True):
             yield ImageRecord(
-                task=name,
+                suite=name,
                 image_id=s.image_id,
                 patient_id=s.patient_id,
                 condition=item.condition,

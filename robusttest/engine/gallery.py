@@ -143,7 +143,7 @@ def make_gallery(ev: Evaluator, records: Sequence[ImageRecord]) -> list[GalleryI
                     caption = f"{image_id} · {cond} · {scores}"
                 items.append(
                     GalleryItem(
-                        task=ev.suite.name,
+                        suite=ev.suite.name,
                         image_id=image_id,
                         condition=cond,
                         kind=kind,  # type: ignore[arg-type]

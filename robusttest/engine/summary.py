@@ -109,7 +109,7 @@ def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> l
         results.append(
             CaseResult(
                 case_id=cs.case_id,
-                task=suite.name,
+                suite=suite.name,
                 metric=cs.metric,
                 target=cs.target,
                 condition=cs.condition,

@@ -120,7 +120,7 @@ def _unique(xs: Iterable[str]) -> list[str]:
 
 # --- grouping ------------------------------------------------------------------------------
 def _tasks(result: RunResult) -> list[str]:
-    return _unique([c.task for c in result.cases] + [g.task for g in result.gallery])
+    return _unique([c.suite for c in result.cases] + [g.suite for g in result.gallery])
 
 
 def _conditions(cases: Sequence[CaseResult], gallery: Sequence[GalleryItem]) -> list[str]:
@@ -156,7 +156,7 @@ def _image_counts(result: RunResult) -> tuple[int, int | None]:
     """(images finished, images planned or None when the result does not say)."""
     done = _get(result.provenance, "data", "n_images")
     if not isinstance(done, int):
-        done = len({(r.task, r.image_id) for r in result.records})
+        done = len({(r.suite, r.image_id) for r in result.records})
     total = result.run.get("n_images_total", _get(result.provenance, "data", "n_images_total"))
     return done, total if isinstance(total, int) else None
 
@@ -197,7 +197,7 @@ def _banner(result: RunResult) -> str:
         lines.append(f'<h2 class="failed-h">Failed gates ({len(failed)})</h2><ul class="failed">')
         for c in failed:
             lines.append(
-                f"<li>{_badge(c.verdict)} <code>{_e(c.task)}</code> / <code>{_e(c.case_id)}</code>"
+                f"<li>{_badge(c.verdict)} <code>{_e(c.suite)}</code> / <code>{_e(c.case_id)}</code>"
                 f": {_e(c.message)}" + (f" <i>({_e(c.reason)})</i>" if c.reason else "") + "</li>"
             )
         lines.append("</ul>")
@@ -415,8 +415,8 @@ def _curves(task_idx: int, cases: Sequence[CaseResult]) -> str:
 
 
 def _task_section(idx: int, task: str, result: RunResult) -> str:
-    cases = [c for c in result.cases if c.task == task]
-    items = [g for g in result.gallery if g.task == task]
+    cases = [c for c in result.cases if c.suite == task]
+    items = [g for g in result.gallery if g.suite == task]
     counts = {v: sum(1 for c in cases if c.verdict == v) for v in VERDICT_TEXT}
     summary = " · ".join(
         f"{counts[v]} {VERDICT_TEXT[v][1]}"

@@ -49,7 +49,7 @@ class JUnitRenderer(Renderer):
         suites = ET.Element("testsuites")
         by_suite: dict[str, list[CaseResult]] = {}
         for c in result.cases:
-            by_suite.setdefault(c.task, []).append(c)
+            by_suite.setdefault(c.suite, []).append(c)
         for name, cases in by_suite.items():
             failures = sum(c.verdict == "fail" for c in cases)
             errors = sum(c.verdict == "error" for c in cases)

@@ -21,8 +21,8 @@ import numpy as np
 
 from robusttest.engine import EngineOptions, evaluate, open_suite_data
 from robusttest.fsutil import atomic_write_text
-from robusttest.models import load_model
 from robusttest.gates import CLEAN
+from robusttest.models import load_model
 from robusttest.results import CaseResult, RunResult
 from robusttest.suite import Suite, load_suite
 

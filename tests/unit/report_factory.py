@@ -125,7 +125,7 @@ def make_result(
             cases.append(
                 CaseResult(
                     case_id=f"{target}-{metric}[{cond}]",
-                    task=task,
+                    suite=task,
                     metric=metric,
                     target=target,
                     condition=cond,
@@ -158,7 +158,7 @@ def make_result(
                 d = 0.09 * frac + 0.003 * k + (shift if noise else 0.0)
                 records.append(
                     ImageRecord(
-                        task=task,
+                        suite=task,
                         image_id=image_id,
                         patient_id=f"P{k // 2:03d}",
                         condition=cond,
@@ -172,7 +172,7 @@ def make_result(
             v = 0.93 - 0.09 * frac - 0.003 * k
             gallery.append(
                 GalleryItem(
-                    task=task,
+                    suite=task,
                     image_id=image_id,
                     condition=cond,
                     kind="sample",
@@ -188,7 +188,7 @@ def make_result(
         v = 0.93 - 0.09 * frac - 0.003 * (n_images - 1)
         gallery.append(
             GalleryItem(
-                task=task,
+                suite=task,
                 image_id=image_ids[-1],
                 condition=cond,
                 kind="worst",
@@ -276,7 +276,7 @@ def make_classification_result(
             cases.append(
                 CaseResult(
                     case_id=f"{lab}-auroc[{cond}]",
-                    task=task,
+                    suite=task,
                     metric="auroc",
                     target=lab,
                     condition=cond,
@@ -308,7 +308,7 @@ def make_classification_result(
         for cond, _noise, _lv, _sev, drop in conds:
             records.append(
                 ImageRecord(
-                    task=task,
+                    suite=task,
                     image_id=f"{k:08d}_000.png",
                     patient_id=f"{k:08d}",
                     condition=cond,
@@ -320,7 +320,7 @@ def make_classification_result(
     for cond, _noise, _lv, _sev, _drop in conds:
         gallery.append(
             GalleryItem(
-                task=task,
+                suite=task,
                 image_id="00000000_000.png",
                 condition=cond,
                 kind="sample",

@@ -55,7 +55,7 @@ def test_regression_beyond_tolerance_is_listed() -> None:
     cmp = compare(base, new, tolerance=0.01)
     assert not cmp.ok
     [reg] = cmp.regressions
-    assert reg.case_id == "lungs-dice[quantum-dose25]" and reg.task == "lungs"
+    assert reg.case_id == "lungs-dice[quantum-dose25]" and reg.suite == "lungs"
     assert reg.delta == pytest.approx(0.03)
     text = cmp.format_text()
     first_row = text.splitlines()[2]
@@ -119,7 +119,7 @@ def test_metric_becoming_undefined_is_a_regression() -> None:
     assert compare(new, new).ok  # undefined on both sides: nothing to compare
 
 
-def test_matching_is_by_task_and_case_id() -> None:
+def test_matching_is_by_suite_and_case_id() -> None:
     seg, cls = make_result(), make_classification_result()
     cmp = compare(seg, cls)
     assert cmp.cases == () and len(cmp.only_in_base) == len(seg.cases)

@@ -26,7 +26,7 @@ from robusttest.results import (
 def make_case(**kw: Any) -> CaseResult:
     base: dict[str, Any] = {
         "case_id": "lungs-dice[quantum-dose10]",
-        "task": "lungs",
+        "suite": "lungs",
         "metric": "dice",
         "target": "lungs",
         "condition": "quantum-dose10",
@@ -183,7 +183,7 @@ def test_numbers_in_float_fields_always_serialise_as_floats() -> None:
     [
         ({"schema": "something-else"}, "not a robusttest results file"),
         ({}, "not a robusttest results file"),
-        ({"schema": "robusttest-results", "schema_version": "2.0"}, "schema_version '2.0'"),
+        ({"schema": "robusttest-results", "schema_version": "3.0"}, "schema_version '3.0'"),
         ({"schema": "robusttest-results", "schema_version": "0.9"}, "not readable"),
         ({"schema": "robusttest-results", "schema_version": "1.0"}, "malformed results file"),
     ],
@@ -196,10 +196,22 @@ def test_wrong_schema_or_version(doc: dict[str, Any], match: str) -> None:
 
 def test_minor_version_is_readable_and_kept() -> None:
     d = make_result().to_dict()
-    d["schema_version"] = "1.7"
+    d["schema_version"] = "2.7"
     back = RunResult.from_dict(d)
-    assert back.schema_version == "1.7"
-    assert json.loads(back.to_json())["schema_version"] == "1.7"
+    assert back.schema_version == "2.7"
+    assert json.loads(back.to_json())["schema_version"] == "2.7"
+
+
+def test_schema_1_results_are_read_with_suite_for_task() -> None:
+    # 1.x called each case's, record's and thumbnail's suite name "task"
+    d = json.loads(make_result().to_json())
+    for key in ("cases", "records", "gallery"):
+        for x in d[key]:
+            x["task"] = x.pop("suite")
+    d["schema_version"] = "1.0"
+    back = RunResult.from_dict(d)
+    assert back.schema_version == SCHEMA_VERSION
+    assert back.to_json() == make_result().to_json()
 
 
 def test_not_json() -> None:
