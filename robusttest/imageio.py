@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from robusttest.errors import DataError, InputError
+from robusttest.extras import require_extra
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy", ".dcm", ".dicom")
 
@@ -63,12 +64,9 @@ def _to_unit(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _read_dicom(path: Path) -> DecodedImage:
-    try:
-        import pydicom
-    except ImportError:
-        raise DataError(
-            f"{path}: reading DICOM needs pydicom; install it with pip install 'robusttest[dicom]'"
-        ) from None
+    require_extra("dicom", f"{path}: reading DICOM")
+    import pydicom
+
     try:
         ds = pydicom.dcmread(str(path))
         raw = ds.pixel_array

@@ -21,6 +21,7 @@ from typing import Any
 from robusttest.data.base import Dataset, PairwiseTask, Record, parse_01, resolve_root
 from robusttest.data.registry import register_adapter
 from robusttest.errors import DataError
+from robusttest.extras import require_extra
 
 _SUFFIXES = (".dcm", ".dicom")
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # a garbled header must not make a garbage id
@@ -71,12 +72,7 @@ class DicomFolder(Dataset):
         pairwise: PairwiseTask | str | Sequence[str] | None = None,
         split: str = "all",
     ) -> None:
-        try:
-            import pydicom  # noqa: F401
-        except ImportError:
-            raise DataError(
-                "dicom: reading DICOM needs pydicom; pip install 'robusttest[dicom]'"
-            ) from None
+        require_extra("dicom", "dicom: reading DICOM")
         found = resolve_root(
             root,
             "dicom",

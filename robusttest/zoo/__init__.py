@@ -8,31 +8,20 @@ modules below load torch, timm and segmentation-models-pytorch only when used.
 
 from __future__ import annotations
 
-import importlib.util
-
-from robusttest.errors import RobustTestError
+from robusttest import extras
 
 EXTRA = "zoo"
-# import name -> distribution name, for the packages the extra brings
-EXTRA_PACKAGES: dict[str, str] = {
-    "timm": "timm",
-    "segmentation_models_pytorch": "segmentation-models-pytorch",
-}
+EXTRA_PACKAGES = extras.EXTRAS[EXTRA]  # import name -> distribution name
 
 
 def missing_packages() -> list[str]:
     """Distribution names of the extra's packages that are not importable."""
-    return [dist for mod, dist in EXTRA_PACKAGES.items() if importlib.util.find_spec(mod) is None]
+    return extras.missing_packages(EXTRA)
 
 
 def require_extra(what: str = "robusttest zoo") -> None:
     """Raise one clear error naming the extra when its packages are not installed."""
-    missing = missing_packages()
-    if missing:
-        raise RobustTestError(
-            f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
-            f"not installed; install the zoo extra: pip install 'robusttest[{EXTRA}]'"
-        )
+    extras.require_extra(EXTRA, what)
 
 
 __all__ = ["EXTRA", "EXTRA_PACKAGES", "missing_packages", "require_extra"]

@@ -102,3 +102,23 @@ def test_replicate_doc_only_rewrites_the_doc_from_saved_runs(
     assert "| unet | segmentation | montgomery, shenzhen | 358 | 6 |" in text
     assert (tmp_path / "docs" / "img" / "replication_curves.png").stat().st_size > 1000
     assert capsys.readouterr().out.startswith(f"wrote {doc}")
+
+
+def test_a_missing_dicom_extra_names_the_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    from robusttest.errors import RobustTestError
+    from robusttest.imageio import read_image
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pydicom" else real(name, *a)
+    )
+    f = tmp_path / "x.dcm"
+    f.write_bytes(b"\0" * 128 + b"DICM")
+    with pytest.raises(
+        RobustTestError, match=r"x.dcm: reading DICOM needs pydicom.*robusttest\[dicom\]"
+    ):
+        read_image(f)
