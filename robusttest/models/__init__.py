@@ -23,22 +23,19 @@ from robusttest.models.card import (
     card_fields_from_metadata,
     card_from_any,
 )
+from robusttest.models.devices import resolve_device
 from robusttest.models.export import export_onnx, save_pt2, save_torchscript, write_atomic
-from robusttest.models.preprocess import postprocess, preprocess, resize
-from robusttest.models.runner import (
+from robusttest.models.files import (
     ModelFormat,
-    ModelRunner,
-    OnnxRunner,
-    TorchRunner,
     check_external_data,
-    check_outputs,
     detect_format,
     file_sha256,
-    load_model,
-    probe_model,
-    resolve_device,
     stored_card_fields,
 )
+from robusttest.models.onnx_runner import OnnxRunner
+from robusttest.models.preprocess import postprocess, preprocess, resize
+from robusttest.models.runner import ModelRunner, check_outputs, load_model, probe_model
+from robusttest.models.torch_runner import TorchRunner
 
 __all__ = [
     "CARD_FILENAME",

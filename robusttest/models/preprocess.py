@@ -7,6 +7,8 @@ changes its power spectrum. Everything is vectorised and stays on the input's de
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -133,3 +135,16 @@ def _select(
         f"model returns {got} {what} but the card lists {want} {field} "
         f"({', '.join(names)}){extra}; fix the card's {field} or output_activation"
     )
+
+
+def check_batch(batch: torch.Tensor, card: ModelCard, path: Path) -> None:
+    """A runner's input must be a preprocessed N×C×H×W batch of the card's size."""
+    want = (card.channels, *card.input_size)
+    if not isinstance(batch, torch.Tensor) or batch.dim() != 4 or tuple(batch.shape[1:]) != want:
+        got = list(batch.shape) if isinstance(batch, torch.Tensor) else type(batch).__name__
+        raise InputError(
+            f"{path}: expected a preprocessed N×{want[0]}×{want[1]}×{want[2]} batch, got {got}; "
+            "use robusttest.models.preprocess(images, runner.card)"
+        )
+    if batch.shape[0] == 0:
+        raise InputError(f"{path}: empty batch")

@@ -15,8 +15,7 @@ from torch import nn
 
 from robusttest import preview
 from robusttest.cli import main
-from robusttest.models import ModelCard, export_onnx
-from robusttest.models.runner import OnnxRunner
+from robusttest.models import ModelCard, OnnxRunner, export_onnx
 from robusttest.noise import NoiseSpec
 from robusttest.results import RunResult
 from robusttest.suite import json_schema

@@ -428,7 +428,7 @@ def test_onnx_without_a_cuda_provider_runs_model_and_noise_on_the_cpu(
 ) -> None:
     import onnxruntime as ort
 
-    from robusttest.models import runner as runner_mod
+    from robusttest.models import onnx_runner as runner_mod
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has a CUDA provider")

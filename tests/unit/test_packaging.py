@@ -155,6 +155,14 @@ def test_the_wheel_carries_the_suites_and_the_fixture_models(wheel: Path) -> Non
     ]:
         assert f"robusttest/fixtures/models/{p.name}" in names
     assert "robusttest/zoo/train.py" in names and "robusttest/__main__.py" in names
+    # every module of the library and the plugin (a package left out of pyproject's list
+    # would install without it)
+    for pkg, where in (
+        ("robusttest", "robusttest"),
+        ("pytest_robusttest", "plugins/pytest_robusttest"),
+    ):
+        for py in (REPO / where).rglob("*.py"):
+            assert f"{pkg}/{py.relative_to(REPO / where).as_posix()}" in names, py
     assert not any(n.startswith(("share/", "suites/", "fixtures/")) or ".data/" in n for n in names)
 
 

@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from robusttest import stats as S
 from robusttest.errors import ConfigError, InputError, UnknownNameError
+from robusttest.stats import bootstrap as B
 
 # --------------------------------------------------------------------- bootstrap
 
@@ -292,16 +293,16 @@ def test_cases_share_one_draw_of_bootstrap_weights(monkeypatch: pytest.MonkeyPat
     clean, noisy = rng.uniform(0.7, 1.0, 60), rng.uniform(0.5, 1.0, 60)
     groups = np.repeat(np.arange(30), 2)
     y = rng.integers(0, 2, 60)
-    S._shared_weights.cache_clear()
+    B._shared_weights.cache_clear()
     first = S.paired_bootstrap(clean, noisy, groups, n_resamples=500, seed=3)
     auc_first = S.paired_bootstrap_auroc(y, clean, noisy, groups, n_resamples=500, seed=3)
-    assert S._shared_weights.cache_info().misses == 2  # rows per chunk differ: two entries
+    assert B._shared_weights.cache_info().misses == 2  # rows per chunk differ: two entries
     again = S.paired_bootstrap(clean, noisy[::-1], groups, n_resamples=500, seed=3)
-    assert S._shared_weights.cache_info().hits >= 1
-    chunks = S._shared_weights(3, 30, 500, S._CHUNK_ELEMS // 30)
+    assert B._shared_weights.cache_info().hits >= 1
+    chunks = B._shared_weights(3, 30, 500, B._CHUNK_ELEMS // 30)
     assert not chunks[0].flags.writeable
     # fresh draws (nothing shared) give the same numbers
-    monkeypatch.setattr(S, "_SHARED_WEIGHTS_ELEMS", 0)
+    monkeypatch.setattr(B, "_SHARED_WEIGHTS_ELEMS", 0)
     assert S.paired_bootstrap(clean, noisy, groups, n_resamples=500, seed=3) == first
     assert S.paired_bootstrap(clean, noisy[::-1], groups, n_resamples=500, seed=3) == again
     assert S.paired_bootstrap_auroc(y, clean, noisy, groups, n_resamples=500, seed=3) == auc_first
