@@ -18,7 +18,7 @@ from torch import nn
 
 from robusttest.models import ModelCard, export_onnx
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent / "site"  # not on sys.path: only these runs see it
 SUITE = """\
 name: ext
 task: segmentation

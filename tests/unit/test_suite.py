@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import jsonschema
 import pytest
 import yaml
 
-from robusttest.errors import ConfigError, SuiteError
-from robusttest.gates import GateSpec
+from robusttest.errors import ConfigError, SuiteError, check_range
+from robusttest.gates import GATE_KEYS, GateSpec
+from robusttest.metrics import available_metrics, register_metric
+from robusttest.noise import available_noises
 from robusttest.suite import (
     builtin_suites,
     json_schema,
     load_suite,
     parse_suite,
     read_yaml,
+    select_variant,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,6 +125,24 @@ def test_missing_variant_is_named(tmp_path: Path) -> None:
         load_suite(p, "classification")
 
 
+def test_errors_in_a_variant_name_its_path_in_the_file(tmp_path: Path) -> None:
+    text = "seed: -1\nclassification:\n  metrics: [dice]\n  data: {limit: 0}\n"
+    p = write(tmp_path, text)
+    with pytest.raises(SuiteError) as exc:
+        load_suite(p, "classification")
+    assert str(exc.value) == f"{p}: classification.data.limit: 0 is not in >= 1"
+    p = write(tmp_path, text.replace("limit: 0", "limit: 1"))
+    with pytest.raises(SuiteError) as exc:
+        load_suite(p, "classification")
+    assert str(exc.value) == f"{p}: seed: -1 is not in >= 0"  # a shared key
+    p = write(tmp_path, text.replace("limit: 0", "limit: 1").replace("seed: -1", "seed: 1"))
+    with pytest.raises(SuiteError) as exc:
+        load_suite(p, "classification")
+    assert str(exc.value) == (
+        f"{p}: classification.metrics[0]: 'dice' is not a classification metric; allowed: auroc"
+    )
+
+
 def test_unknown_suite_name_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError) as exc:
         load_suite("no-such-suite")
@@ -194,7 +217,7 @@ def test_params_errors_point_at_params_not_the_level(tmp_path: Path) -> None:
 
 def test_wrong_metric_for_the_task(tmp_path: Path) -> None:
     msg = load_error(tmp_path, BASE + "metrics: [dice, auroc]\n")
-    assert msg == "metrics[1]: 'auroc' is not a segmentation metric; allowed: dice, iou, hd95"
+    assert msg == "metrics[1]: 'auroc' is not a segmentation metric; allowed: dice, hd95, iou"
     cls = BASE.replace("segmentation", "classification")
     msg = load_error(tmp_path, cls + "metrics: dice\n")
     assert msg == "metrics[0]: 'dice' is not a classification metric; allowed: auroc"
@@ -382,131 +405,288 @@ def test_default_metrics_by_task(tmp_path: Path) -> None:
 
 
 # --- JSON Schema ---------------------------------------------------------------------------
-_TYPES: dict[str, Any] = {
-    "object": dict,
-    "array": list,
-    "string": str,
-    "null": type(None),
-}
-
-
-def _type_ok(x: Any, t: str) -> bool:
-    if t == "integer":
-        return isinstance(x, int) and not isinstance(x, bool)
-    if t == "number":
-        return isinstance(x, (int, float)) and not isinstance(x, bool)
-    if t == "boolean":
-        return isinstance(x, bool)
-    return isinstance(x, _TYPES[t])
-
-
-def validate(x: Any, schema: Any, path: str = "$") -> list[str]:
-    """A small JSON Schema checker: the keywords json_schema() uses, nothing more."""
-    if schema is True:
-        return []
-    if schema is False:
-        return [f"{path}: not allowed"]
-    known = {
-        "$schema",
-        "title",
-        "description",
-        "type",
-        "enum",
-        "properties",
-        "additionalProperties",
-        "required",
-        "items",
-        "oneOf",
-        "anyOf",
-        "not",
-        "minimum",
-        "maximum",
-        "propertyNames",
-        "minItems",
-        "maxItems",
-    }
-    assert set(schema) <= known, f"validator lacks {set(schema) - known}"
-    errs: list[str] = []
-    if "type" in schema:
-        ts = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_type_ok(x, t) for t in ts):
-            return [f"{path}: {x!r} is not of type {ts}"]
-    if "enum" in schema and x not in schema["enum"]:
-        errs.append(f"{path}: {x!r} not in {schema['enum']}")
-    if "minimum" in schema and _type_ok(x, "number") and x < schema["minimum"]:
-        errs.append(f"{path}: {x} < {schema['minimum']}")
-    if "maximum" in schema and _type_ok(x, "number") and x > schema["maximum"]:
-        errs.append(f"{path}: {x} > {schema['maximum']}")
-    if isinstance(x, dict):
-        props = schema.get("properties", {})
-        for k in schema.get("required", []):
-            if k not in x:
-                errs.append(f"{path}: missing {k}")
-        for k, v in x.items():
-            if k in props:
-                errs += validate(v, props[k], f"{path}.{k}")
-            elif "additionalProperties" in schema:
-                errs += validate(v, schema["additionalProperties"], f"{path}.{k}")
-            if "propertyNames" in schema:
-                errs += validate(k, schema["propertyNames"], f"{path}.<{k}>")
-    if isinstance(x, list):
-        if "items" in schema:
-            for i, v in enumerate(x):
-                errs += validate(v, schema["items"], f"{path}[{i}]")
-        if len(x) < schema.get("minItems", 0) or len(x) > schema.get("maxItems", 1 << 30):
-            errs.append(f"{path}: length {len(x)}")
-    if "oneOf" in schema:
-        ok = sum(not validate(x, s, path) for s in schema["oneOf"])
-        if ok != 1:
-            errs.append(f"{path}: matches {ok} of oneOf")
-    if "anyOf" in schema and not any(not validate(x, s, path) for s in schema["anyOf"]):
-        errs.append(f"{path}: matches none of anyOf")
-    if "not" in schema and not validate(x, schema["not"], path):
-        errs.append(f"{path}: matches not")
-    return errs
+# The schema is checked with the reference validator (`jsonschema`), independent of pydantic.
+def schema_errors(doc: Any) -> list[str]:
+    validator = jsonschema.Draft202012Validator(json_schema())
+    return [e.message for e in validator.iter_errors(doc)]
 
 
 def test_schema_is_json_and_names_the_draft() -> None:
     schema = json_schema()
     assert json.loads(json.dumps(schema)) == schema
-    assert schema["$schema"].endswith("2020-12/schema")
-    assert set(schema["properties"]["noise"]["properties"]) == {
-        "electronic",
-        "gaussian",
-        "poisson",
-        "quantum",
-    }
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert set(schema["$defs"]["Noise"]["properties"]) == set(available_noises())
+    seg = schema["$defs"]["SegmentationSuite"]["properties"]
+    assert seg["metrics"]["anyOf"][0] == {"enum": list(available_metrics("segmentation"))}
+    assert list(schema["$defs"]["Gate"]["properties"]) == list(GATE_KEYS)
 
 
 @pytest.mark.parametrize("path", sorted(SUITES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_schema_accepts_every_builtin_suite(path: Path) -> None:
     doc = read_yaml(path.read_text(encoding="utf-8"))
-    assert validate(doc, json_schema()) == []
+    assert schema_errors(doc) == []
+
+
+def lungs() -> dict[str, Any]:
+    doc = read_yaml((SUITES / "lungs.yaml").read_text(encoding="utf-8"))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def paper() -> dict[str, Any]:
+    doc = read_yaml((SUITES / "paper-2509.25265.yaml").read_text(encoding="utf-8"))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def loader_error(doc: Any, task: str | None = None) -> str:
+    with pytest.raises(SuiteError) as exc:
+        parse_suite(select_variant(doc, "s.yaml", task), "s.yaml")
+    return str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(bogus=1), "s.yaml: bogus: unknown key; allowed: name,"),
+        (lambda d: d.update(task="detection"), "s.yaml: task: 'detection' is not one of"),
+        (lambda d: d.pop("task"), "s.yaml: task: missing"),
+        (lambda d: d.update(repeats=0), "s.yaml: repeats: 0 is not in [1, 1000]"),
+        (lambda d: d.update(repeats=True), "s.yaml: repeats: True is not an integer"),
+        (lambda d: d.update(name=""), "s.yaml: name: '' is not a non-empty string"),
+        (lambda d: d.update(data=3), "s.yaml: data: 3 is not a mapping"),
+        (lambda d: d["data"].update(limit=0), "s.yaml: data.limit: 0 is not in >= 1"),
+        (lambda d: d["noise"].update(speckle="default"), "s.yaml: noise.speckle: unknown noise"),
+        (lambda d: d["noise"].update(quantum="heavy"), "s.yaml: noise.quantum: unknown ladder"),
+        (
+            lambda d: d["noise"].update(quantum={"dose": [0.5], "levels": 1}),
+            "s.yaml: noise.quantum.levels: unknown key; allowed: dose, ladder, params, at",
+        ),
+        (
+            lambda d: d["noise"].update(quantum={"dose": []}),
+            "s.yaml: noise.quantum.dose: empty list",
+        ),
+        (
+            lambda d: d["noise"].update(quantum={"dose": 0.5, "at": "input"}),
+            "s.yaml: noise.quantum.at: 'input' is not one of native, model",
+        ),
+        (
+            lambda d: d["noise"].update(quantum={"dose": 0.5, "params": {"lmax": "abc"}}),
+            "s.yaml: noise.quantum.params.lmax: 'abc' is not a number",
+        ),
+        (
+            lambda d: d["noise"].update(quantum={"dose": 0.5, "params": {"variant": 1}}),
+            "s.yaml: noise.quantum.params.variant: 1 is not a string",
+        ),
+        (lambda d: d["gates"].update(default={"max": 1}), "s.yaml: gates.default.max: unknown"),
+        (
+            lambda d: d["gates"].update(default={"max_relative_drop": -0.1}),
+            "s.yaml: gates.default.max_relative_drop: -0.1 is not in [0, inf]",
+        ),
+        (lambda d: d["gates"].update(on="yes"), "s.yaml: gates.on: 'yes' is not one of ci"),
+        (lambda d: d["gates"]["metrics"].update(f1=None), "s.yaml: gates.metrics.f1: not a"),
+        (lambda d: d.update(metrics=["dice", "f1"]), "s.yaml: metrics[1]: 'f1' is not a"),
+        (lambda d: d.update(metrics="auroc"), "s.yaml: metrics[0]: 'auroc' is not a seg"),
+        (lambda d: d.update(pairwise=[["a", "b"]]), "s.yaml: pairwise: pairwise tasks need"),
+        (lambda d: d.update(segmentation={"noise": {}}), "s.yaml: segmentation: unknown key"),
+    ],
+)
+def test_schema_and_loader_reject_the_same_single_task_suites(mutate: Any, message: str) -> None:
+    doc = lungs()
+    mutate(doc)
+    assert schema_errors(doc) != []
+    assert loader_error(doc).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "task", "message"),
+    [
+        (lambda d: d.update(task="segmentation"), "segmentation", "s.yaml: segmentation: unk"),
+        (
+            lambda d: [d.pop(t) for t in ("segmentation", "classification")],
+            None,
+            "s.yaml: task: mis",
+        ),
+        (
+            lambda d: d["classification"].update(task="classification"),
+            "classification",
+            "s.yaml: classification.task: unknown key",
+        ),
+        (
+            lambda d: d["classification"].update(metrics=["dice"]),
+            "classification",
+            "s.yaml: metrics[0]: 'dice' is not a classification metric",
+        ),
+        (
+            lambda d: d["segmentation"].update(pairwise=[["a", "b"]]),
+            "segmentation",
+            "s.yaml: pairwise: pairwise tasks need task: classification",
+        ),
+        (lambda d: d.update(repeats=0), "segmentation", "s.yaml: repeats: 0 is not in"),
+        (
+            lambda d: d.update(classification=None),
+            "classification",
+            "s.yaml: classification: None is not a mapping",
+        ),
+    ],
+)
+def test_schema_and_loader_reject_the_same_variant_suites(
+    mutate: Any, task: str | None, message: str
+) -> None:
+    doc = paper()
+    mutate(doc)
+    assert schema_errors(doc) != []
+    assert loader_error(doc, task).startswith(message)
 
 
 @pytest.mark.parametrize(
     "mutate",
     [
-        lambda d: d.update(bogus=1),
-        lambda d: d.update(task="detection"),
-        lambda d: d.pop("task"),
-        lambda d: d.update(repeats=0),
-        lambda d: d["noise"].update(speckle="default"),
-        lambda d: d["noise"].update(quantum="heavy"),
-        lambda d: d["noise"].update(quantum={"dose": [0.5], "levels": 1}),
-        lambda d: d["gates"].update(default={"max": 1}),
-        lambda d: d["gates"].update(on="yes"),
-        lambda d: d.update(metrics=["dice", "f1"]),
-        lambda d: d.update(segmentation={"noise": {}}),  # task and a variant at once
+        lambda d: d["noise"].update(quantum=None),  # the default ladder
+        lambda d: d["noise"].update(quantum="stress"),
+        lambda d: d["noise"].update(quantum={"ladder": "stress", "at": "model"}),
+        lambda d: d["noise"].update(quantum={"dose": 0.3, "params": {"variant": "resample"}}),
+        lambda d: d.update(metrics="iou", targets="lungs", pairwise=None, gates={"on": "point"}),
+        lambda d: d.update(data=None, model=None, bootstrap=None, gates=None),
+        lambda d: d.update(model={"input_size": [64, 64], "channels": 1}),
+        lambda d: d["gates"].update(default=None, conditions={"quantum-dose10": None}),
+        lambda d: d["gates"].update(metrics={"dice": {"min": 1, "on": "point"}}),
     ],
 )
-def test_schema_rejects_what_the_loader_rejects(mutate: Any) -> None:
-    doc = read_yaml((SUITES / "lungs.yaml").read_text(encoding="utf-8"))
+def test_schema_and_loader_accept_the_same_short_forms(mutate: Any) -> None:
+    doc = lungs()
     mutate(doc)
-    assert validate(doc, json_schema()) != []
+    assert schema_errors(doc) == []
+    parse_suite(doc, "s.yaml")
+
+
+def test_a_number_as_a_key_is_one_line(tmp_path: Path) -> None:
+    msg = load_error(tmp_path, BASE + "gates:\n  metrics:\n    1: {min: 0.5}\n")
+    assert msg == "gates.metrics: key 1 is not a string"
+    msg = load_error(tmp_path, BASE + "noise:\n  quantum: {dose: 0.5, params: {1: 2}}\n")
+    assert msg == "noise.quantum.params: key 1 is not a string"
+
+
+def test_what_only_the_loader_checks() -> None:
+    """What a schema cannot say: the families' own level and parameter ranges, repeated
+    levels, gates that name conditions of this suite. The schema accepts, the loader says."""
+    cases = [
+        ({"noise": {"quantum": {"dose": [-0.1]}}}, "noise.quantum.dose[0]: -0.1 is not in (0, 1]"),
+        ({"noise": {"quantum": {"dose": [0.5, 0.5]}}}, "noise.quantum.dose[1]: 0.5 repeats"),
+        (
+            {"noise": {"quantum": {"dose": 0.5, "params": {"lmax": -1}}}},
+            "noise.quantum.params.lmax",
+        ),
+        ({"threshold": float("nan")}, "threshold: nan is not in [0, 1]"),  # not JSON anyway
+    ]
+    for change, message in cases:
+        doc = {**lungs(), "gates": None, **change}
+        assert schema_errors(doc) == []
+        assert loader_error(doc).startswith(f"s.yaml: {message}")
+    gated = {**lungs(), "gates": {"conditions": {"quantum-dose3": {"dice": None}}}}
+    assert schema_errors(gated) == []
+    assert "gates.conditions.quantum-dose3: not a condition" in loader_error(gated)
+
+
+@pytest.fixture
+def extension() -> Iterator[None]:
+    """A metric and a noise family registered at run time, removed afterwards."""
+    import robusttest.noise as noise_mod
+    from robusttest.metrics import METRICS, SegmentationBatch, SegmentationMetric
+    from robusttest.noise import NoiseFamily, register_noise
+
+    @register_metric
+    class Sensitivity(SegmentationMetric):
+        name = "sensitivity"
+
+        def values(self, batch: SegmentationBatch) -> Any:
+            return batch.inter / batch.n_true.clip(1)
+
+    class Blur(NoiseFamily):
+        name = "soft-blur"
+        level_param = "radius"
+        summary = "a test family"
+        ladders: ClassVar[dict[str, tuple[float, ...]]] = {"mild": (1.0, 2.0)}
+
+        def check_level(self, level: float) -> float:
+            return check_range("soft-blur.radius", level, 0.0, 10.0)
+
+        def _apply(self, x: Any, level: float, params: Any, gens: Any, spacing_mm: Any) -> Any:
+            return x.clone()
+
+    register_noise(Blur)
+    try:
+        yield
+    finally:
+        METRICS.remove("sensitivity")
+        noise_mod.NOISES.remove("soft-blur")
+
+
+@pytest.mark.usefixtures("extension")
+def test_extensions_registered_at_run_time_are_in_the_grammar() -> None:
+    doc = {
+        **lungs(),
+        "metrics": ["dice", "sensitivity"],
+        "noise": {"soft-blur": "mild", "quantum": {"dose": 0.5}},
+        "gates": {"conditions": {"soft-blur-radius2": {"sensitivity": {"min": 0.5}}}},
+    }
+    assert schema_errors(doc) == []
+    s = parse_suite(doc, "s.yaml")
+    assert s.metrics == ("dice", "sensitivity")
+    assert [n.slug for n in s.noise] == [
+        "soft-blur-radius1",
+        "soft-blur-radius2",
+        "quantum-dose50",
+    ]
+    schema = json_schema()
+    assert "soft-blur" in schema["$defs"]["Noise"]["properties"]
+    assert (
+        "sensitivity"
+        in schema["$defs"]["SegmentationGates"]["properties"]["metrics"]["propertyNames"]["enum"]
+    )
+    doc["noise"] = {"soft-blur": {"radius": [11]}}
+    assert loader_error(doc) == "s.yaml: noise.soft-blur.radius[0]: 11.0 is not in [0, 10]"
+    doc["noise"] = {"soft-blur": "default"}
+    assert schema_errors(doc) != []
+    assert loader_error(doc) == "s.yaml: noise.soft-blur: unknown ladder 'default'; known: mild"
+
+
+def test_extensions_are_gone_afterwards() -> None:
+    assert "soft-blur" not in json_schema()["$defs"]["Noise"]["properties"]
+    msg = loader_error({**lungs(), "metrics": "sensitivity"})
+    assert msg == "s.yaml: metrics[0]: 'sensitivity' is not a segmentation metric; " + (
+        "allowed: dice, hd95, iou"
+    )
 
 
 # --- hash ---------------------------------------------------------------------------------
+# The built-in suites' hashes as they were before the grammar became pydantic models
+# (commit e57da08): results carry the hash, so a change here orphans every stored result.
+BUILTIN_SHA256 = {
+    ("findings", None): "b228317f6f33961cdc0926d76894f1af9c2876d90c4f9cc090bb91c8ff187218",
+    ("lungs-montgomery", None): "f3f56292d786484d4bad7cbabf18907a2b9e338cead5316bdd8c8aa4c996f77a",
+    ("lungs-shenzhen", None): "175a673e8affc7a739ef45ad255c3adfb78ec50265b0c3409c0a2813f3080947",
+    ("lungs", None): "9c48dbd1eb1229b5ac75c0d531247270acd525ddcae8330ab94d850f109cf289",
+    ("nih-cxr14", None): "180b7b3131f1dc57b8d822504eceaf77ca47be79e75e619c0bb64289b2336bfd",
+    (
+        "paper-2509.25265",
+        "segmentation",
+    ): "719a51162fc796f15223148f7dc8dac2f9e440c9de8f8f563e8c6f447b2a2a18",
+    (
+        "paper-2509.25265",
+        "classification",
+    ): "01be231cd3837611ba4eb3684b3baab0b5f34eb26b2e7c73520c296e613bbd3e",
+    ("tb", None): "fff6ee6f26043e4970ac73c8558479e50c06a8e626ab1be1125aa17bca8bb627",
+}
+
+
+def test_builtin_suite_hashes_are_pinned() -> None:
+    assert {(p.stem) for p in SUITES.glob("*.yaml")} == {n for n, _ in BUILTIN_SHA256}
+    for (name, task), sha in BUILTIN_SHA256.items():
+        assert load_suite(SUITES / f"{name}.yaml", task).sha256 == sha, (name, task)
+
+
 def test_sha256_stable_and_independent_of_the_path(tmp_path: Path) -> None:
     text = BASE + "noise:\n  quantum: {dose: [0.5, 0.1]}\n"
     a = load_suite(write(tmp_path, text, "a.yaml"))

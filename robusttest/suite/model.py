@@ -1,0 +1,148 @@
+"""The validated suite: frozen objects, the grid of cases, the canonical form and its hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from robusttest.errors import SuiteError
+from robusttest.gates import CLEAN, GateSpec, GateTable
+from robusttest.metrics import Task
+from robusttest.noise import NoiseSpec
+from robusttest.suite.grammar import REPEATS, SEED
+from robusttest.suite.rules import Invalid
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    adapter: str
+    root: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    on_bad_image: Literal["error", "skip"] = "error"
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One cell of the grid, before evaluation."""
+
+    case_id: str
+    metric: str
+    target: str
+    condition: str
+    noise: NoiseSpec | None
+    gate: GateSpec | None
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    task: Task
+    data: DataConfig
+    noise: tuple[NoiseSpec, ...]
+    metrics: tuple[str, ...]
+    description: str = ""
+    model: Mapping[str, Any] = field(default_factory=dict)
+    targets: tuple[str, ...] | None = None
+    pairwise: tuple[tuple[str, str], ...] = ()
+    repeats: int = 1
+    seed: int = 0
+    threshold: float = 0.5
+    resamples: int = 1000
+    ci: float = 0.95
+    gates: GateTable = field(default_factory=GateTable)
+    # family -> "model": noise added after resizing to the model's input (the convention
+    # of most ML robustness papers) instead of at the image's native resolution
+    noise_at: Mapping[str, str] = field(default_factory=dict)
+    source: str = "<memory>"
+    sha256: str = ""  # derived: recomputed on every construction (replace, with_overrides)
+
+    def __post_init__(self) -> None:
+        # A Suite may be built or changed (with_overrides, dataclasses.replace) after the
+        # file was validated: keep the invariants the engine relies on, and keep the hash
+        # in step with the definition it identifies (provenance).
+        for key, rule in (("repeats", REPEATS), ("seed", SEED)):
+            try:
+                rule(getattr(self, key))
+            except Invalid as exc:
+                raise SuiteError(f"{self.source}: {key}: {exc.message}") from None
+        object.__setattr__(self, "sha256", _suite_digest(self))
+
+    @property
+    def conditions(self) -> list[str]:
+        return [CLEAN] + [n.slug for n in self.noise]
+
+    def noise_spec(self, condition: str) -> NoiseSpec | None:
+        for n in self.noise:
+            if n.slug == condition:
+                return n
+        return None
+
+    def pairwise_names(self) -> list[str]:
+        return [f"{a}-vs-{b}" for a, b in self.pairwise]
+
+    def cases(self, targets: Sequence[str]) -> list[CaseSpec]:
+        """The grid: for each target and metric, a clean baseline and every condition."""
+        out = []
+        for target in targets:
+            for metric in self.metrics:
+                for cond in self.conditions:
+                    spec = self.noise_spec(cond)
+                    gate = self.gates.for_case(metric, cond, spec.name if spec else None)
+                    out.append(
+                        CaseSpec(
+                            case_id=f"{target}-{metric}[{cond}]",
+                            metric=metric,
+                            target=target,
+                            condition=cond,
+                            noise=spec,
+                            gate=gate,
+                        )
+                    )
+        return out
+
+    def with_overrides(self, **kw: Any) -> Suite:
+        """A copy with the given fields replaced (None = keep); __post_init__ re-hashes."""
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical JSON-able form (provenance; the hash is taken over it)."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "description": self.description,
+            "data": {
+                "adapter": self.data.adapter,
+                "root": self.data.root,
+                "options": dict(self.data.options),
+                "limit": self.data.limit,
+                "on_bad_image": self.data.on_bad_image,
+            },
+            "model": dict(self.model),
+            "noise": [
+                {
+                    "noise": n.name,
+                    "level": n.level,
+                    "params": dict(n.params),
+                    "at": self.noise_at.get(n.name, "native"),
+                }
+                for n in self.noise
+            ],
+            "metrics": list(self.metrics),
+            "targets": list(self.targets) if self.targets is not None else None,
+            "pairwise": [list(p) for p in self.pairwise],
+            "repeats": self.repeats,
+            "seed": self.seed,
+            "threshold": self.threshold,
+            "bootstrap": {"resamples": self.resamples, "ci": self.ci},
+            "gates": self.gates.to_dict(),
+            "source": self.source,
+        }
+
+
+def _suite_digest(suite: Suite) -> str:
+    blob = json.dumps({**suite.to_dict(), "source": None}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
