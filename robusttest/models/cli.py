@@ -53,7 +53,7 @@ def _floats(flag: str, values: Sequence[str] | None) -> list[float] | None:
         ) from None
 
 
-def _input_size(values: Sequence[str] | None) -> tuple[int, int] | None:
+def _input_size(values: Sequence[str] | None) -> tuple[int, ...] | None:
     items = [v for item in values or () for v in item.lower().replace("x", ",").split(",") if v]
     if not items:
         return None
@@ -101,7 +101,7 @@ def _model_path(text: str) -> Path:
     return Path(resolve_model_ref(text))
 
 
-def _inferred_layout(model: Path, fmt: str) -> tuple[int | None, tuple[int, int] | None]:
+def _inferred_layout(model: Path, fmt: str) -> tuple[int | None, tuple[int, ...] | None]:
     """(channels, (height, width)) from an ONNX graph's input; None where it is dynamic."""
     if fmt != "onnx":
         return None, None
@@ -115,8 +115,11 @@ def _inferred_layout(model: Path, fmt: str) -> tuple[int | None, tuple[int, int]
     return dims[1], ((h, w) if h is not None and w is not None else None)
 
 
-def _agree(model: Path, flag: str, given: Any, graph: Any) -> Any:
-    if given is not None and graph is not None and tuple(given) != tuple(graph):
+def _agree(
+    model: Path, flag: str, given: tuple[int, ...] | None, graph: tuple[int, ...] | None
+) -> tuple[int, ...] | None:
+    """The flag's value, else the graph's; a flag that contradicts the graph is an error."""
+    if given is not None and graph is not None and given != graph:
         raise ConfigError(
             f"{flag} {list(given)}: the graph of {model.name} takes {list(graph)}; drop the "
             "flag (it is read from the graph) or fix the model"
@@ -182,16 +185,17 @@ def _cmd_init(args: argparse.Namespace) -> int:
             f"robusttest card set {args.model} FIELD=VALUE, or add --force to replace it"
         )
     channels, size = _inferred_layout(model, stored.format)
-    given_size = _input_size(args.input_size)
+    size = _agree(model, "--input-size", _input_size(args.input_size), size)
+    one = _agree(
+        model,
+        "--channels",
+        None if args.channels is None else (args.channels,),
+        None if channels is None else (channels,),
+    )
     fields: dict[str, Any] = {
         "task": args.task,
-        "input_size": _agree(model, "--input-size", given_size, size),
-        "channels": _agree(
-            model,
-            "--channels",
-            None if args.channels is None else (args.channels,),
-            None if channels is None else (channels,),
-        ),
+        "input_size": size,
+        "channels": one[0] if one else None,
         "mean": _floats("--mean", args.mean),
         "std": _floats("--std", args.std),
         "output_activation": args.output_activation,
@@ -202,14 +206,13 @@ def _cmd_init(args: argparse.Namespace) -> int:
         "training_data": args.training_data,
         "resize_back": args.resize_back,
     }
-    if isinstance(fields["channels"], tuple):
-        fields["channels"] = fields["channels"][0]
-    if fields["input_size"] is None:
-        raise ConfigError(
-            f"{model}: give --input-size HEIGHT WIDTH (the "
-            + ("graph's input size is dynamic" if stored.format == "onnx" else "model's input")
-            + ")"
+    if size is None:
+        why = (
+            "the graph's input size is dynamic"
+            if stored.format == "onnx"
+            else f"a {stored.format} file does not say its input size"
         )
+        raise ConfigError(f"{model}: give --input-size HEIGHT WIDTH ({why})")
     if fields["channels"] is None:
         raise ConfigError(f"{model}: give --channels 1 or 3 (the number of input channels)")
     for flag, key in (("--mean", "mean"), ("--std", "std")):
