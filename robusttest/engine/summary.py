@@ -69,8 +69,17 @@ def _targets(by_cond: _ByCondition, label: str) -> dict[str, int]:
     return {r.image_id: int(r.targets.get(label, 0)) for r in by_cond.groups.get(CLEAN, [])}
 
 
-def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> list[CaseResult]:
-    """Per-case statistics and verdicts, Holm-adjusted p-values across the grid."""
+def summarise(
+    records: Sequence[ImageRecord],
+    suite: Suite,
+    plan: TaskPlan,
+    *,
+    spacing_known: bool | None = None,
+) -> list[CaseResult]:
+    """Per-case statistics and verdicts, Holm-adjusted p-values across the grid.
+
+    ``spacing_known`` (``Evaluator.spacing_known``) decides a spatial metric's unit.
+    """
     results: list[CaseResult] = []
     pairs = {f"{a}-vs-{b}": (a, b) for a, b in plan.pairwise}
     specs = plan_cases(suite, plan)
@@ -136,6 +145,7 @@ def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> l
                 message=judged.message,
                 reason=boot.reason,
                 failed_limits=judged.failed,
+                unit=metric.unit_for(spacing_known),
             )
         )
     # Holm across every noisy case of the grid that has a p-value

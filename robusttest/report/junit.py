@@ -12,7 +12,7 @@ import math
 import xml.etree.ElementTree as ET
 
 from robusttest.gates import FAILING
-from robusttest.report.base import Renderer, register_renderer, summary_line
+from robusttest.report.base import Renderer, register_renderer, summary_line, unit_of
 from robusttest.results import CaseResult, RunResult
 
 
@@ -36,6 +36,7 @@ def case_properties(case: CaseResult) -> dict[str, str]:
         "gate": case.gate.describe() if case.gate is not None else "",
         "n": str(case.n),
         "verdict": case.verdict,
+        "unit": unit_of(case),
     }
 
 

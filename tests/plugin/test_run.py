@@ -157,7 +157,7 @@ def test_junit_properties_equal_the_json_numbers(project: pytest.Pytester, model
     junit = junit_cases(project.path / "junit.xml")
     assert sorted(junit) == sorted(IDS) == sorted(cases)
     keys = ["metric", "target", "noise", "level", "clean", "noisy", "drop"]
-    keys += ["ci_low", "ci_high", "limit", "gate", "n", "verdict"]
+    keys += ["ci_low", "ci_high", "limit", "gate", "n", "verdict", "unit"]
     for case_id, props in junit.items():
         assert list(props) == keys
         case = cases[case_id]
@@ -165,6 +165,7 @@ def test_junit_properties_equal_the_json_numbers(project: pytest.Pytester, model
             assert float(props[key]) == case[key], (case_id, key)
         assert props["n"] == str(case["n"]) == "4"
         assert props["verdict"] == case["verdict"] == "pass"
+        assert props["unit"] == case["unit"] == ""  # dice: a fraction
         assert float(props["limit"]) == case["gate"]["min"] == 0.0
         assert props["gate"] == "min 0 (on ci)"
     assert math.isclose(float(junit["lungs-dice[quantum-dose10]"]["level"]), 0.1)
