@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -71,6 +71,14 @@ def _targets(by_cond: _ByCondition, label: str) -> dict[str, int]:
 
 def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> list[CaseResult]:
     """Per-case statistics and verdicts, Holm-adjusted p-values across the grid."""
+    return adjust_p_values(list(iter_cases(records, suite, plan)))
+
+
+def iter_cases(
+    records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan
+) -> Iterator[CaseResult]:
+    """The grid's cases one by one, before the Holm adjustment (``adjust_p_values``): an
+    interrupted run keeps the cases finished so far, unadjusted."""
     results: list[CaseResult] = []
     pairs = {f"{a}-vs-{b}": (a, b) for a, b in plan.pairwise}
     specs = plan_cases(suite, plan)
@@ -138,7 +146,12 @@ def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> l
                 failed_limits=judged.failed,
             )
         )
-    # Holm across every noisy case of the grid that has a p-value
+        yield results[-1]
+
+
+def adjust_p_values(results: list[CaseResult]) -> list[CaseResult]:
+    """Holm across every noisy case of the grid that has a p-value."""
+    results = list(results)
     idx = [i for i, r in enumerate(results) if r.p_value is not None]
     if idx:
         adj = S.holm([float(results[i].p_value or 0.0) for i in idx])

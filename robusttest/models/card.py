@@ -376,7 +376,7 @@ def build_card(
         stored = "has no robusttest model card" if not fields else "has an incomplete model card"
         raise ModelError(
             f"{_where(source)}model {stored}; missing: {', '.join(missing)}. Give them in the "
-            "suite's model: section (e.g. model: {path: ..., task: classification, "
+            "suite's model: section (e.g. model: {task: classification, "
             "input_size: [224, 224], channels: 3, mean: [0.485, 0.456, 0.406], "
             "std: [0.229, 0.224, 0.225], labels: [Effusion], output_activation: sigmoid}), "
             "or export the model with robusttest.models.export_onnx(model, path, card)"
