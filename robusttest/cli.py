@@ -40,7 +40,12 @@ EXIT_CODES: dict[int, str] = {
 
 def exit_codes_help() -> str:
     """The exit statuses, for --help epilogs."""
-    return "exit status:\n" + "\n".join(f"  {code:<4d}{text}" for code, text in EXIT_CODES.items())
+    import textwrap
+
+    lines = ["exit status:"]
+    for code, text in EXIT_CODES.items():
+        lines += textwrap.wrap(text, 78, initial_indent=f"  {code:<5d}", subsequent_indent=" " * 7)
+    return "\n".join(lines)
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, float | str]:

@@ -202,6 +202,9 @@ class RobustSession:
         try:
             self.write_reports(interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED)
         except ReportsInterrupted as exc:  # Ctrl-C while writing: written again, marked
+            from robusttest.report import mark_interrupted
+
+            self._results = {k: mark_interrupted(r, "rendering") for k, r in self._results.items()}
             self.report_lines += [w.line() for w in exc.written]
             self.reports_failed |= not all(w.ok for w in exc.written)
             self.interrupted_in = self.interrupted_in or "rendering"
@@ -252,7 +255,8 @@ class RobustSession:
             longrepr=f"robusttest: interrupted during {where}: {text}",
             when="setup",  # a failed setup: an <error>, not a <failure>
         )
-        self.config.hook.pytest_runtest_logreport(report=report)
+        # to the XML only: the terminal already says INCOMPLETE in robusttest's section
+        xml.pytest_runtest_logreport(report)
 
     def pytest_terminal_summary(
         self, terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
