@@ -202,11 +202,17 @@ class RobustSession:
         try:
             self.write_reports(interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED)
         except ReportsInterrupted as exc:  # Ctrl-C while writing: written again, marked
-            from robusttest.report import mark_interrupted
-
-            self._results = {k: mark_interrupted(r, "rendering") for k, r in self._results.items()}
+            self._mark_interrupted_while_writing()
             self.report_lines += [w.line() for w in exc.written]
             self.reports_failed |= not all(w.ok for w in exc.written)
+            self.interrupted_in = self.interrupted_in or "rendering"
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+        except KeyboardInterrupt:  # a second Ctrl-C while they were written again: stop
+            self.notes.append(
+                "reports: interrupted twice while they were written; each one is whole "
+                "(written atomically) or missing, the ones written say incomplete"
+            )
+            self._mark_interrupted_while_writing()
             self.interrupted_in = self.interrupted_in or "rendering"
             session.exitstatus = pytest.ExitCode.INTERRUPTED
         if session.exitstatus == pytest.ExitCode.INTERRUPTED:
@@ -217,6 +223,11 @@ class RobustSession:
             pytest.ExitCode.NO_TESTS_COLLECTED,
         ):
             session.exitstatus = EXIT_ROBUSTTEST_ERROR
+
+    def _mark_interrupted_while_writing(self) -> None:
+        from robusttest.report import mark_interrupted
+
+        self._results = {k: mark_interrupted(r, "rendering") for k, r in self._results.items()}
 
     def has_errors(self) -> bool:
         """A pair could not be evaluated (or only in part), or a report not written."""

@@ -400,3 +400,41 @@ def test_crashed_xdist_worker_loses_nothing(
     doc = json.loads((pytester_project.path / "r.json").read_text())
     assert doc["completed"] is True and [c["verdict"] for c in doc["cases"]] == ["pass"]
     assert (pytester_project.path / "r.html").is_file()
+
+
+def _always_interrupted(*args: object, **kwargs: object) -> str:
+    raise KeyboardInterrupt
+
+
+def test_second_interrupt_while_writing_stops_without_traceback(
+    project: Project,
+    pytester_project: pytest.Pytester,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from robusttest.report.html import HtmlRenderer
+
+    project.add_good(2)
+    project.write()
+    # Ctrl-C while the HTML is written, and again while it is written once more
+    monkeypatch.setattr(HtmlRenderer, "render", _always_interrupted)
+    got = robusttest(capsys, monkeypatch, project.root, *run_args(project))
+    assert got.rc == EXIT_INTERRUPTED
+    got.no_traceback()
+    assert got.err == ["robusttest: interrupted"]
+    assert got.json()["completed"] is False  # the JSON went first, marked incomplete
+    monkeypatch.chdir(pytester_project.path)
+    result = pytester_project.runpytest_inprocess(
+        f"--model={project.model}",
+        f"--suite={project.root / 'suite.yaml'}",
+        "--robust-no-cache",
+        "--robust-json=r.json",
+        "--robust-html=r.html",
+        no_reraise_ctrlc=True,
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["reports: interrupted twice while they were written; *"])
+    doc = json.loads((pytester_project.path / "r.json").read_text())
+    assert doc["completed"] is False and doc["run"]["stopped_in"] == "rendering"
+    assert not (pytester_project.path / "r.html").exists()
