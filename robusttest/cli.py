@@ -1,7 +1,8 @@
 """The ``robusttest`` command line.
 
-Errors from the library (``RobustTestError``) are printed as one line on stderr and the
-command exits with status 2; anything else is a bug and keeps its traceback.
+Errors from the library (``RobustTestError``) are printed as one line on stderr, warnings
+(``RobustTestWarning``) as one ``robusttest: warning:`` line; anything else is a bug and
+keeps its traceback. Exit statuses: ``EXIT_CODES``.
 """
 
 from __future__ import annotations
@@ -9,15 +10,42 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from robusttest.errors import ConfigError, RobustTestError
+from robusttest.errors import ConfigError, RobustTestError, RobustTestWarning
 from robusttest.fsutil import atomic_write_bytes
 from robusttest.report.cli import register_cli as register_report_commands
 
 Handler = Callable[[argparse.Namespace], int]
+
+EXIT_PASSED = 0
+EXIT_FAILED = 1  # a gate failed, or a regression against --baseline
+EXIT_USAGE = 2  # a bad option, suite, model or data folder: nothing was evaluated
+EXIT_ERROR = 3  # the run began, but something could not be evaluated or written
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as a shell reports it
+EXIT_CODES: dict[int, str] = {
+    EXIT_PASSED: "every gate held",
+    EXIT_FAILED: "a gate failed (or a regression against --baseline)",
+    EXIT_USAGE: "usage error: a bad option, suite, model or data folder; nothing evaluated",
+    EXIT_ERROR: (
+        "evaluation error: an image could not be read, the model gave NaN, or a report "
+        "could not be written; the reports that could be written list what went wrong"
+    ),
+    EXIT_INTERRUPTED: "interrupted: the reports are written, marked incomplete",
+}
+
+
+def exit_codes_help() -> str:
+    """The exit statuses, for --help epilogs."""
+    import textwrap
+
+    lines = ["exit status:"]
+    for code, text in EXIT_CODES.items():
+        lines += textwrap.wrap(text, 78, initial_indent=f"  {code:<5d}", subsequent_indent=" " * 7)
+    return "\n".join(lines)
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, float | str]:
@@ -49,14 +77,13 @@ def _cmd_noise_list(args: argparse.Namespace) -> int:
 def _cmd_noise_apply(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from robusttest.imageio import read_image
     from robusttest.noise import NoiseSpec
 
     out = Path(args.out)
     if out.suffix.lower() != ".npy":
         raise ConfigError(f"--out {out}: must end in .npy (a float32 array in [0, 1] is written)")
     spec = NoiseSpec(args.noise, args.level, _parse_params(args.param))
-    img = read_image(args.image)
+    img = _read(args)
     spacing = args.pixel_spacing if args.pixel_spacing is not None else img.pixel_spacing_mm
     image_id = args.image_id or Path(args.image).stem
     noisy = spec.apply(
@@ -82,6 +109,7 @@ def _cmd_noise_apply(args: argparse.Namespace) -> int:
             if args.pixel_spacing is not None
             else ("file" if img.pixel_spacing_mm is not None else "assumed 430 mm field of view")
         ),
+        "bit_depth": img.depth_label,
         **spec.describe(spacing, arr.shape[-2:]),
     }
     atomic_write_bytes(out, buf.getvalue())
@@ -90,15 +118,25 @@ def _cmd_noise_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read(args: argparse.Namespace) -> Any:
+    from robusttest.imageio import DEFAULT_MAX_PIXELS, MIN_SIDE, read_image
+
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    if max_pixels < MIN_SIDE * MIN_SIDE:
+        raise ConfigError(f"--max-pixels {max_pixels}: is not >= {MIN_SIDE * MIN_SIDE}")
+    if args.bit_depth is not None and not 1 <= args.bit_depth <= 32:
+        raise ConfigError(f"--bit-depth {args.bit_depth}: is not in [1, 32]")
+    return read_image(args.image, max_pixels=max_pixels, bit_depth=args.bit_depth)
+
+
 def _cmd_noise_preview(args: argparse.Namespace) -> int:
-    from robusttest.imageio import read_image
     from robusttest.noise import ladder
     from robusttest.preview import noise_ladder_grid
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out}: must end in .png")
-    img = read_image(args.image)
+    img = _read(args)
     spacing = args.pixel_spacing if args.pixel_spacing is not None else img.pixel_spacing_mm
     specs = ladder(args.noise, args.ladder, **_parse_params(args.param))
     png = noise_ladder_grid(
@@ -148,6 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
             default=[],
             metavar="KEY=VALUE",
             help="family parameter, e.g. variant=resample, sigma_e=5, n0=2000 (repeatable)",
+        )
+        p.add_argument(
+            "--bit-depth",
+            type=int,
+            default=None,
+            metavar="BITS",
+            help="bits of an integer image that hold data, e.g. 12 for 12-bit values in a "
+            "16-bit PNG (default: the PNG sBIT chunk or DICOM BitsStored, else the file's)",
+        )
+        p.add_argument(
+            "--max-pixels",
+            type=int,
+            default=None,
+            metavar="N",
+            help="largest image accepted, checked from the header (default 50000000)",
         )
 
     p_apply = nsub.add_parser("apply", help="write a noisy copy of an image as float32 .npy")
@@ -257,8 +310,15 @@ def _register_suite(sub: Any) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from robusttest.engine import run
     from robusttest.options import OPTIONS, RunSettings
-    from robusttest.report import summary_line, write_reports
-    from robusttest.results import merge
+    from robusttest.report import (
+        ReportsInterrupted,
+        mark_interrupted,
+        run_errors,
+        run_state,
+        summary_line,
+        write_reports,
+    )
+    from robusttest.results import RunResult, merge
 
     cli = {o.field: getattr(args, o.field, None) for o in OPTIONS}
     cli["models"] = [args.model]
@@ -267,38 +327,58 @@ def _cmd_run(args: argparse.Namespace) -> int:
         invocation_dir=Path.cwd(),
         cli_names={o.field: o.cli for o in OPTIONS if o.cli is not None},
     )
-    results = [
-        run(
-            model,
-            suite,
-            data_root=settings.data,
-            device=settings.device,
-            seed=settings.seed,
-            repeats=settings.repeats,
-            limit=settings.limit,
-            batch_size=settings.batch_size,
-            workers=settings.workers,
-            lanes=settings.lanes,
-            cache=settings.cache,
-            cache_dir=settings.cache_dir,
-        )
-        for model in settings.models
-        for suite in (settings.suites or (None,))
-    ]
+    results: list[RunResult] = []
+    try:
+        for model in settings.models:
+            for suite in settings.suites or (None,):
+                results.append(
+                    run(
+                        model,
+                        suite,
+                        data_root=settings.data,
+                        device=settings.device,
+                        seed=settings.seed,
+                        repeats=settings.repeats,
+                        limit=settings.limit,
+                        batch_size=settings.batch_size,
+                        workers=settings.workers,
+                        lanes=settings.lanes,
+                        cache=settings.cache,
+                        cache_dir=settings.cache_dir,
+                    )
+                )
+                if run_state(results[-1]) == "interrupted":
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        if not results:  # before any evaluation began: nothing to report
+            print("robusttest: interrupted before any evaluation began", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if run_state(results[-1]) != "interrupted":  # between two evaluations
+            results[-1] = mark_interrupted(results[-1], "loading")
     result = merge(results)
     failed_writes = False
-    for written in write_reports(result, settings.outputs()):
-        print(f"wrote {written.path}" if written.ok else written.line())
-        failed_writes |= not written.ok
+    try:
+        written = write_reports(result, settings.outputs())
+    except ReportsInterrupted as exc:
+        written, result = exc.written, mark_interrupted(result, "rendering")
+    for w in written:
+        print(f"wrote {w.path}" if w.ok else w.line())
+        failed_writes |= not w.ok
+    for line in run_errors(result):
+        print(f"robusttest: error: {line}", file=sys.stderr)
     for case in result.failed:
-        print(f"FAIL {case.case_id}: {case.message}")
+        if case.verdict == "fail":
+            print(f"FAIL {case.case_id}: {case.message}")
     print(summary_line(result))
-    if not result.completed:
-        return 130
-    code = 0 if result.passed else 1
+    state = run_state(result)
+    if state == "interrupted":
+        return EXIT_INTERRUPTED
+    if state == "error" or failed_writes:
+        return EXIT_ERROR
+    code = EXIT_PASSED if state == "passed" else EXIT_FAILED
     if settings.baseline is not None:
         code = max(code, _against_baseline(result, settings.baseline, settings.baseline_tolerance))
-    return 2 if failed_writes else code
+    return code
 
 
 def _against_baseline(result: Any, baseline: Path, tolerance: float) -> int:
@@ -315,7 +395,13 @@ def _against_baseline(result: Any, baseline: Path, tolerance: float) -> int:
 def _register_run(sub: Any) -> None:
     from robusttest.options import OPTIONS
 
-    p = sub.add_parser("run", help="evaluate a model under a suite (outside pytest)")
+    p = sub.add_parser(
+        "run",
+        help="evaluate a model under a suite (outside pytest)",
+        description="Evaluate a model under a suite and write the reports asked for.",
+        epilog=exit_codes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     for o in OPTIONS:
         if o.cli is None:
             continue
@@ -345,24 +431,46 @@ _EXTRA_COMMANDS: list[Callable[[Any], None]] = [
 ]
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """robusttest's own warnings as one line; any other as Python shows it."""
+    if issubclass(category, RobustTestWarning):
+        print(f"robusttest: warning: {message}", file=sys.stderr)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return int(args.func(args))
     except RobustTestError as exc:
         print(f"robusttest: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("robusttest: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `robusttest compare a b | head`
         sys.stderr.close()
         return 0
     except OSError as exc:  # an output folder that cannot be created, a full disk...
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"robusttest: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

@@ -48,6 +48,12 @@ class SuiteError(ConfigError):
     """A suite file fails validation."""
 
 
+class RobustTestWarning(UserWarning):
+    """Something went wrong and the run went on (an image skipped, the cache bypassed);
+    the message is one line naming the file and what to do. ``robusttest`` prints it as
+    ``robusttest: warning: ...``."""
+
+
 def check_range(
     name: str,
     value: float,

@@ -1,6 +1,8 @@
 """Collectors and items: one item per case of the grid, plus one per baseline comparison.
 
-Items only read results; the session object decides when evaluation happens.
+Items only read results; the session object decides when evaluation happens. A pair that
+could not be evaluated (an unreadable image, NaN outputs) fails its items in setup: pytest
+reports them as errors (JUnit <error>), not as failed gates.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr
 
     from pytest_robusttest.session import RobustSession
-    from robusttest.results import CaseResult
+    from robusttest.results import CaseResult, RunResult
 
 ROOT_NODEID = "robusttest"
 MARKERS = {
@@ -62,6 +64,20 @@ def gate_failure_text(case: CaseResult) -> str:
     return "\n".join(lines)
 
 
+def evaluation_errors(result: RunResult) -> list[str]:
+    """The lines that make a pair's items errors: empty when its gates can be judged."""
+    from robusttest.report import run_errors, run_state
+
+    if run_state(result) != "error":
+        return []
+    return run_errors(result) or [str(result.run.get("error") or "the evaluation stopped")]
+
+
+def fail_as_error(lines: list[str]) -> None:
+    """Fail the running setup with these lines and no traceback: a pytest error."""
+    pytest.fail("\n".join(f"robusttest: {line}" for line in lines), pytrace=False)
+
+
 class _RobustItemBase(pytest.Item):
     session_obj: RobustSession
 
@@ -96,6 +112,15 @@ class RobustCaseItem(_RobustItemBase):
         self.add_marker("robusttest")
         self.add_marker(case.family)
 
+    def setup(self) -> None:
+        try:
+            result = self.session_obj.result(self.model_suite.key)
+        except EvaluationError as exc:
+            fail_as_error([str(exc)])
+        errors = evaluation_errors(result)
+        if errors:
+            fail_as_error(errors)
+
     def runtest(self) -> None:
         from robusttest.report.junit import case_properties
 
@@ -104,8 +129,10 @@ class RobustCaseItem(_RobustItemBase):
         # Properties first, so a failing case has its numbers in the JUnit XML too.
         for name, value in case_properties(case).items():
             self.user_properties.append((name, value))
-        if case.verdict in ("fail", "error"):
+        if case.verdict == "fail":
             raise GateFailure(gate_failure_text(case))
+        if case.verdict == "error":  # not judged (see setup); never a pass
+            raise EvaluationError(case.message)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         source = Path(self.model_suite.suite_source)
@@ -120,6 +147,15 @@ class BaselineItem(_RobustItemBase):
         self.session_obj = session_obj
         self.model = model
         self.add_marker("robusttest")
+
+    def setup(self) -> None:
+        try:
+            results = self.session_obj.results_for_model(self.model)
+        except EvaluationError as exc:
+            fail_as_error([str(exc)])
+        errors = [e for r in results for e in evaluation_errors(r)]
+        if errors:
+            fail_as_error(errors)
 
     def runtest(self) -> None:
         from robusttest.compare import compare

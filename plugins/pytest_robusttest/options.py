@@ -49,6 +49,10 @@ def add_options(parser: pytest.Parser) -> list[RunOption]:
             skipped.append(o)
             continue
         kw: dict[str, Any] = {"dest": o.dest, "help": o.help}
+        if o.field == "models":  # the option that turns robusttest on says how it exits
+            from pytest_robusttest.session import EXIT_CODES_HELP
+
+            kw["help"] = f"{o.help}. {EXIT_CODES_HELP}"
         if o.kind == "switch":
             # default None (not False) tells "not given" apart, so the ini value can apply
             kw.update(action="store_true", default=None)

@@ -13,6 +13,11 @@ With pytest-xdist the controller owns evaluation. It hands each worker the plan 
 its selected items need when its collection finishes; the controller evaluates those,
 once, before the first test is scheduled, and saves each RunResult there as JSON. Workers
 only read those files, so ``-n 2`` does no duplicate work and gives the numbers of ``-n 0``.
+
+Nothing is lost: the reports are written at session finish whatever happened, marked
+incomplete after Ctrl-C (the JUnit XML too: a testsuite property and one error testcase);
+a pair that could not be evaluated (an unreadable image, NaN outputs) makes its items
+pytest errors and the session exit with ``EXIT_ROBUSTTEST_ERROR``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,16 @@ from pytest_robusttest.plan import (
     PlannedCase,
 )
 from robusttest.options import RunSettings
+
+# pytest's own exit statuses are 0-5; robusttest adds this one: the run began but a model ×
+# suite could not be evaluated (an unreadable image, NaN outputs) or a report not written.
+EXIT_ROBUSTTEST_ERROR = 6
+EXIT_CODES_HELP = (
+    "exit status: 0 every gate held; 1 a gate (or another test) failed; 2 interrupted "
+    "(reports written, marked incomplete); 4 usage error; 6 robusttest could not evaluate "
+    "(an unreadable image, NaN outputs) or could not write a report"
+)
+RUN_NODEID = "robusttest::robusttest-run"  # the JUnit error testcase of an interrupted run
 
 if TYPE_CHECKING:
     from robusttest.data import Dataset
@@ -96,6 +111,8 @@ class RobustSession:
         self.notes: list[str] = []  # lines for the terminal summary
         self.report_lines: list[str] = []
         self.baseline: RunResult | None = None
+        self.reports_failed = False  # a requested report could not be written
+        self.interrupted_in: str | None = None  # the phase Ctrl-C stopped, if it did
 
     # --- hooks -------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -171,11 +188,86 @@ class RobustSession:
                 needs |= all_keys
         self.write_needs(needs)
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Write the reports whatever happened; say in the JUnit XML when the run was
+        interrupted; exit with EXIT_ROBUSTTEST_ERROR when something could not be evaluated.
+
+        tryfirst: before junitxml writes its file and the terminal prints its summary.
+        """
         if self.is_worker:
             return
-        if not self.write_reports() and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        from robusttest.report import ReportsInterrupted
+
+        try:
+            self.write_reports(interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED)
+        except ReportsInterrupted as exc:  # Ctrl-C while writing: written again, marked
+            self._mark_interrupted_while_writing()
+            self.report_lines += [w.line() for w in exc.written]
+            self.reports_failed |= not all(w.ok for w in exc.written)
+            self.interrupted_in = self.interrupted_in or "rendering"
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+        except KeyboardInterrupt:  # a second Ctrl-C while they were written again: stop
+            self.notes.append(
+                "reports: interrupted twice while they were written; each one is whole "
+                "(written atomically) or missing, the ones written say incomplete"
+            )
+            self._mark_interrupted_while_writing()
+            self.interrupted_in = self.interrupted_in or "rendering"
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            self._junit_incomplete(session)
+        elif self.has_errors() and session.exitstatus in (
+            pytest.ExitCode.OK,
+            pytest.ExitCode.TESTS_FAILED,
+            pytest.ExitCode.NO_TESTS_COLLECTED,
+        ):
+            session.exitstatus = EXIT_ROBUSTTEST_ERROR
+
+    def _mark_interrupted_while_writing(self) -> None:
+        from robusttest.report import mark_interrupted
+
+        self._results = {k: mark_interrupted(r, "rendering") for k, r in self._results.items()}
+
+    def has_errors(self) -> bool:
+        """A pair could not be evaluated (or only in part), or a report not written."""
+        from robusttest.report import run_state
+
+        return (
+            bool(self._errors)
+            or self.reports_failed
+            or any(run_state(r) == "error" for r in self._results.values())
+        )
+
+    def _junit_incomplete(self, session: pytest.Session) -> None:
+        """The JUnit XML of an interrupted run: a testsuite property and one error testcase
+        (pytest's junitxml writes the file after this hook)."""
+        from _pytest.junitxml import xml_key  # no public handle on the XML being written
+
+        if self.config.stash.get(xml_key, None) is None:
+            return
+        xml = self.config.stash[xml_key]
+        where = self.interrupted_in or "the test session"
+        xml.add_global_property("robusttest_completed", "false")
+        xml.add_global_property("robusttest_interrupted_in", where)
+        combined = self.combined()
+        from robusttest.report import summary_line
+
+        text = (
+            summary_line(combined)
+            if combined is not None
+            else "interrupted before any evaluation finished"
+        )
+        report = pytest.TestReport(
+            nodeid=RUN_NODEID,
+            location=(ROOT_NODEID, None, "robusttest-run"),
+            keywords={},
+            outcome="failed",
+            longrepr=f"robusttest: interrupted during {where}: {text}",
+            when="setup",  # a failed setup: an <error>, not a <failure>
+        )
+        # to the XML only: the terminal already says INCOMPLETE in robusttest's section
+        xml.pytest_runtest_logreport(report)
 
     def pytest_terminal_summary(
         self, terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
@@ -362,9 +454,10 @@ class RobustSession:
         self.config.hook.pytest_robusttest_evaluated(
             config=self.config, model=ms.model, suite=ms.suite_name, result=result
         )
-        if not result.completed:
+        if result.run.get("interrupted"):
             # Ctrl-C: the engine kept what finished; stop the session now, and
             # pytest_sessionfinish still writes the reports, marked incomplete.
+            self.interrupted_in = str(result.run.get("stopped_in") or "evaluation")
             raise KeyboardInterrupt
 
     def _cache_dir(self) -> Path | None:
@@ -449,7 +542,7 @@ class RobustSession:
     def results_for_model(self, model: Path) -> list[RunResult]:
         return [self.result(ms.key) for ms in self.model_suites if ms.model == model]
 
-    def write_reports(self) -> bool:
+    def write_reports(self, *, interrupted: bool = False) -> bool:
         """Write every requested report; False when one could not be written."""
         from robusttest.report import write_reports
 
@@ -458,14 +551,22 @@ class RobustSession:
             return True
         combined = self.combined()
         if combined is None:
-            self.notes.append("reports not written: nothing was evaluated (no item selected)")
+            why = (
+                "interrupted before any evaluation finished"
+                if self.interrupted_in is not None or interrupted
+                else "an evaluation failed"
+                if self._errors
+                else "nothing was evaluated (no item selected)"
+            )
+            self.notes.append(f"reports not written: {why}")
             return True
         written = write_reports(combined, outputs)
         self.report_lines += [w.line() for w in written]
+        self.reports_failed |= not all(w.ok for w in written)
         return all(w.ok for w in written)
 
     def summary_lines(self) -> list[str]:
-        from robusttest.report import summary_line
+        from robusttest.report import run_errors, run_warnings, summary_line
 
         lines: list[str] = []
         for ms in self.model_suites:
@@ -473,6 +574,8 @@ class RobustSession:
             result = self._results.get(ms.key)
             if result is not None:
                 lines.append(f"{head}: {_describe(result)}; {summary_line(result)}")
+                lines += [f"robusttest: error: {e}" for e in run_errors(result)]
+                lines += [f"robusttest: warning: {w}" for w in run_warnings(result)]
             elif ms.key in self._errors:
                 lines.append(f"{head}: ERROR {self._errors[ms.key].splitlines()[0]}")
             else:

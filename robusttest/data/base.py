@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import itertools
 import os
-import struct
 import warnings
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -23,8 +22,22 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from robusttest.errors import ConfigError, DataError, InputError, UnknownNameError
-from robusttest.imageio import DecodedImage, read_image
+from robusttest import faults
+from robusttest.errors import (
+    ConfigError,
+    DataError,
+    InputError,
+    RobustTestWarning,
+    UnknownNameError,
+)
+from robusttest.imageio import (
+    DEFAULT_MAX_PIXELS,
+    MIN_SIDE,
+    DecodedImage,
+    check_size,
+    read_header,
+    read_image,
+)
 
 Task = Literal["segmentation", "classification"]
 TASKS: tuple[str, ...] = ("segmentation", "classification")
@@ -41,8 +54,14 @@ def heldout_patient(patient_id: str, dataset: str) -> bool:
     return int.from_bytes(digest[:4], "little") % 100 < HELDOUT_PERCENT
 
 
-class BadImageWarning(UserWarning):
+class BadImageWarning(RobustTestWarning):
     """An image (or one of its masks) could not be decoded and was skipped."""
+
+
+# What a dataset does with an image it cannot read: raise, skip it (with a warning), or
+# collect it and go on (the engine then lists every one and fails the run).
+BAD_IMAGE_POLICIES: tuple[str, ...] = ("error", "skip", "collect")
+BadImagePolicy = Literal["error", "skip", "collect"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,7 @@ class Record:
     mask_paths: Mapping[str, tuple[Path, ...]] | None = None  # structure -> files to OR
     pixel_spacing_mm: float | None = None  # of the image as stored
     meta: Mapping[str, str] = field(default_factory=dict)
+    bit_depth: int | None = None  # bits holding data, when the listing says (manifest)
 
 
 @dataclass(frozen=True)
@@ -134,31 +154,24 @@ def content_hint(path: Path) -> str:
 def image_size(path: Path) -> tuple[int, int] | None:
     """(width, height) from the file header without decoding; None when unknown.
 
-    PNG's IHDR is parsed directly (a 24-byte read) because this runs once per file when a
-    dataset is opened; other formats go through PIL's lazy open.
+    Runs once per file when some datasets are opened: a header read, never a decode.
     """
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(24)
-        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-            w, h = struct.unpack(">II", head[16:24])
-            return int(w), int(h)
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return int(im.size[0]), int(im.size[1])
-    except Exception:  # a broken header is reported when the image is decoded
-        return None
+    header = read_header(path)
+    return None if header is None else (header.width, header.height)
 
 
-def read_mask(path: Path) -> np.ndarray:
+def read_mask(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a binary mask file (PNG/GIF/BMP/TIFF/.npy) into a bool H×W array.
 
     0/1 and 0/255 encodings are both accepted: anything above half of the file's range
-    (or above 0 for 0/1 files) is inside.
+    (or above 0 for 0/1 files) is inside. The size is checked from the header first, as
+    for images.
     """
     if not path.is_file():
         raise DataError(f"{path}: mask file not found")
+    header = read_header(path)
+    if header is not None:
+        check_size(path, header.width, header.height, max_pixels)
     try:
         if path.suffix.lower() == ".npy":
             arr = np.load(path, allow_pickle=False)
@@ -285,7 +298,11 @@ class Dataset(abc.ABC):
         self.split = split
         self.limit = limit
         self.pairwise: PairwiseTask | None = PairwiseTask.parse(pairwise) if pairwise else None
-        self.skipped: list[tuple[str, str]] = []
+        self.skipped: list[tuple[str, str]] = []  # (image_id, reason): on_bad_image='skip'
+        self.unreadable: list[tuple[str, str]] = []  # the same, on_bad_image='collect'
+        self.bit_depths: dict[str, int] = {}  # "12-bit (sBIT)" -> images decoded so
+        self.max_pixels = DEFAULT_MAX_PIXELS
+        self.bit_depth: int | None = None
         self.counts: dict[str, Any] = {}  # adapter-specific numbers for describe()
         self.filters: list[dict[str, Any]] = []
         self._hash: str | None = None
@@ -303,9 +320,32 @@ class Dataset(abc.ABC):
     def scan(self) -> Iterable[Record]:
         """All records the folder holds, before the generic filters (any order)."""
 
+    def configure_decoding(
+        self, *, max_pixels: int | None = None, bit_depth: int | None = None
+    ) -> None:
+        """The pixel limit and the bit depth of every image (a suite's ``data:`` keys);
+        a manifest's ``bit_depth`` column still wins for its rows."""
+        if max_pixels is not None:
+            if isinstance(max_pixels, bool) or not isinstance(max_pixels, int):
+                raise ConfigError(f"max_pixels: {max_pixels!r} is not a whole number")
+            if max_pixels < MIN_SIDE * MIN_SIDE:
+                raise ConfigError(f"max_pixels: {max_pixels} is not >= {MIN_SIDE * MIN_SIDE}")
+            self.max_pixels = max_pixels
+        if bit_depth is not None:
+            if isinstance(bit_depth, bool) or not isinstance(bit_depth, int):
+                raise ConfigError(f"bit_depth: {bit_depth!r} is not a whole number")
+            if not 1 <= bit_depth <= 32:
+                raise ConfigError(f"bit_depth: {bit_depth} is not in [1, 32]")
+            self.bit_depth = bit_depth
+            self._hash = None  # the images read differently: another manifest
+
     def read_pixels(self, record: Record) -> DecodedImage:
         """Decode the image file; override for raw formats."""
-        return read_image(record.path)
+        return read_image(
+            record.path,
+            max_pixels=self.max_pixels,
+            bit_depth=record.bit_depth if record.bit_depth is not None else self.bit_depth,
+        )
 
     def read_masks(self, record: Record, shape: tuple[int, int]) -> dict[str, np.ndarray]:
         """One bool mask per structure: the OR of its files; sizes must match the image."""
@@ -315,7 +355,7 @@ class Dataset(abc.ABC):
                 continue
             merged: np.ndarray | None = None
             for p in paths:
-                m = read_mask(p)
+                m = read_mask(p, self.max_pixels)
                 if m.shape != shape:
                     raise DataError(
                         f"{self.name}: mask {p} is {size_text(m.shape)} but image {record.path} "
@@ -471,35 +511,43 @@ class Dataset(abc.ABC):
             masks=masks,
             labels=dict(record.labels) if record.labels is not None else None,
             pixel_spacing_mm=self.sample_spacing(record, decoded),
-            meta=dict(record.meta),
+            meta={**record.meta, "bit_depth": decoded.depth_label},
         )
 
     def iter_samples(
-        self, workers: int = 2, on_bad_image: Literal["error", "skip"] = "error"
+        self, workers: int = 2, on_bad_image: BadImagePolicy = "error"
     ) -> Generator[Sample, None, None]:
         """Decode the records in order, ``workers`` at a time.
 
         At most ``2 * workers`` decodes are in flight, so memory stays bounded whatever
-        the dataset size. ``on_bad_image='skip'`` warns, appends (image_id, reason) to
-        ``self.skipped`` and goes on; 'error' raises the DataError naming the file.
+        the dataset size. An image that cannot be read: 'error' raises the DataError
+        naming the file; 'skip' warns, appends (image_id, reason) to ``self.skipped`` and
+        goes on; 'collect' appends it to ``self.unreadable`` and goes on without a warning
+        (the caller reports them all). Each pass starts both lists afresh.
         workers=0 decodes in the calling thread.
         """
         # Checked here, not inside the generator, so a bad argument fails at the call.
-        if on_bad_image not in ("error", "skip"):
-            raise ConfigError(f"on_bad_image={on_bad_image!r}; choose 'error' or 'skip'")
+        if on_bad_image not in BAD_IMAGE_POLICIES:
+            raise ConfigError(
+                f"on_bad_image={on_bad_image!r}; choose one of {', '.join(BAD_IMAGE_POLICIES)}"
+            )
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise ConfigError(f"workers={workers!r}; give an integer >= 0")
-        return self._iter(workers, on_bad_image == "skip")
+        return self._iter(workers, on_bad_image)
 
-    def _iter(self, workers: int, skip: bool) -> Generator[Sample, None, None]:
+    def _iter(self, workers: int, policy: str) -> Generator[Sample, None, None]:
+        self.skipped.clear()
+        self.unreadable.clear()
+        self.bit_depths.clear()
         if workers == 0:
             for rec in self.records:
+                faults.checkpoint("decode")
                 try:
                     sample = self.load(rec)
                 except DataError as exc:
-                    self._report_or_raise(rec, exc, skip)
+                    self._report_or_raise(rec, exc, policy)
                     continue
-                yield sample
+                yield self._counted(sample)
             return
         window = 2 * workers
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"robusttest-{self.name}")
@@ -515,20 +563,31 @@ class Dataset(abc.ABC):
                 if not pending:
                     return
                 rec, fut = pending.popleft()
+                faults.checkpoint("decode")  # where Ctrl-C lands while decoding is slow
                 try:
                     sample = fut.result()
                 except DataError as exc:
-                    self._report_or_raise(rec, exc, skip)
+                    self._report_or_raise(rec, exc, policy)
                     continue
-                yield sample
+                yield self._counted(sample)
         finally:
             # Early stop (break / error): drop queued decodes, finish the few running ones.
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _report_or_raise(self, record: Record, exc: DataError, skip: bool) -> None:
-        if not skip:
+    def _counted(self, sample: Sample) -> Sample:
+        # in the consuming thread: the decode threads never touch shared state
+        label = sample.meta.get("bit_depth")
+        if label:
+            self.bit_depths[label] = self.bit_depths.get(label, 0) + 1
+        return sample
+
+    def _report_or_raise(self, record: Record, exc: DataError, policy: str) -> None:
+        if policy == "error":
             raise exc
         reason = str(exc)
+        if policy == "collect":
+            self.unreadable.append((record.image_id, reason))
+            return
         self.skipped.append((record.image_id, reason))
         warnings.warn(
             f"{self.name}: skipped {record.image_id}: {reason}", BadImageWarning, stacklevel=3
@@ -549,6 +608,8 @@ class Dataset(abc.ABC):
                 "labels": list(self.labels),
                 **self.hash_extra(),
             }
+            if self.bit_depth is not None:  # only when set: other hashes stay as they were
+                header["bit_depth"] = self.bit_depth
             h.update(repr(sorted(header.items())).encode())
             for rec in sorted(self.records, key=lambda r: r.image_id):
                 h.update(b"\0")
@@ -569,6 +630,8 @@ class Dataset(abc.ABC):
                 parts.append(f"{s}={self._rel(p)}:{content_hint(p)}")
         if rec.pixel_spacing_mm is not None:
             parts.append(f"{rec.pixel_spacing_mm:.6g}")
+        if rec.bit_depth is not None:
+            parts.append(f"bits={rec.bit_depth}")
         return "|".join(parts)
 
     def _rel(self, path: Path) -> str:
@@ -592,6 +655,12 @@ class Dataset(abc.ABC):
             "filters": [dict(f) for f in self.filters],
             "skipped": len(self.skipped),
         }
+        if self.unreadable:
+            out["unreadable"] = len(self.unreadable)
+        if self.max_pixels != DEFAULT_MAX_PIXELS:
+            out["max_pixels"] = self.max_pixels
+        if self.bit_depth is not None:
+            out["bit_depth"] = self.bit_depth
         if self.labels:
             pos = dict.fromkeys(self.labels, 0)
             for r in self.records:

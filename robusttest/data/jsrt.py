@@ -144,7 +144,9 @@ class JSRT(Dataset):
         pix = np.minimum(raw, JSRT_MAX).astype(np.float32) / np.float32(JSRT_MAX)
         if self.invert:
             pix = np.float32(1.0) - pix  # stored values are optical-density-like: bone low
-        return DecodedImage(np.ascontiguousarray(pix, dtype=np.float32), JSRT_SPACING_MM)
+        return DecodedImage(
+            np.ascontiguousarray(pix, dtype=np.float32), JSRT_SPACING_MM, 12, "JSRT format"
+        )
 
     def read_masks(self, record: Record, shape: tuple[int, int]) -> dict[str, np.ndarray]:
         from PIL import Image

@@ -1,7 +1,8 @@
 """A generic CSV manifest: one row per image.
 
 Columns: ``image`` (path relative to the CSV's folder, or to ``base=``), optional
-``image_id``, ``patient_id``, ``pixel_spacing_mm``; masks in ``mask`` (structure given by
+``image_id``, ``patient_id``, ``pixel_spacing_mm``, ``bit_depth`` (bits of an integer image
+that hold data, e.g. 12 for 12-bit values in a 16-bit PNG); masks in ``mask`` (structure given by
 ``mask_structure``, default "lungs") or ``mask_<structure>`` — several files in one cell,
 separated by ``|``, are ORed; label columns hold 0/1. Which columns are labels: those
 named by ``labels=``, else every other column whose values are all 0/1 (or empty).
@@ -19,7 +20,7 @@ from robusttest.data.registry import register_adapter
 from robusttest.errors import ConfigError, DataError
 
 IMAGE_COLUMNS = ("image", "image_path", "path", "file")
-RESERVED = ("image_id", "patient_id", "pixel_spacing_mm")
+RESERVED = ("image_id", "patient_id", "pixel_spacing_mm", "bit_depth")
 
 
 def _find_csv(root: Path) -> Path:
@@ -166,6 +167,16 @@ class Manifest(Dataset):
                         "pixel_spacing_mm",
                         f"{row['pixel_spacing_mm']!r} is not a positive number of mm",
                     )
+            bit_depth: int | None = None
+            if row.get("bit_depth"):
+                try:
+                    bit_depth = int(row["bit_depth"])
+                except ValueError:
+                    bit_depth = 0
+                if not 1 <= bit_depth <= 32:
+                    raise self._err(
+                        i, "bit_depth", f"{row['bit_depth']!r} is not a whole number in [1, 32]"
+                    )
             image_id = row.get("image_id") or (
                 Path(rel).stem if stems_unique else Path(rel).with_suffix("").as_posix()
             )
@@ -174,6 +185,7 @@ class Manifest(Dataset):
                 "image_id",
                 "patient_id",
                 "pixel_spacing_mm",
+                "bit_depth",
                 *self.mask_columns,
                 *label_cols,
             }
@@ -188,6 +200,7 @@ class Manifest(Dataset):
                     mask_paths=masks or None,
                     pixel_spacing_mm=spacing,
                     meta=meta,
+                    bit_depth=bit_depth,
                 )
             )
         self.counts.update(

@@ -124,7 +124,7 @@ class Phantom(Dataset):
         if self.task == "segmentation":
             masks = {s: case.masks[s] for s in self.structures if s in case.masks}
         labels = {k: int(v) for k, v in case.labels.items() if k in self.labels}
-        meta = dict(record.meta)
+        meta = {**record.meta, "bit_depth": "float"}
         if str(case.image_id) != record.image_id:  # the generator's own naming, if it differs
             meta["phantom_image_id"] = str(case.image_id)
         return Sample(

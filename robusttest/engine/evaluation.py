@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robusttest import faults
 from robusttest import metrics as M
 from robusttest.cache import OutputCache, context_key, default_cache_dir
 from robusttest.data import Dataset, Sample
+from robusttest.data.base import BadImagePolicy
 from robusttest.engine.loading import plan_task
 from robusttest.errors import ConfigError, check_range
 from robusttest.gates import CLEAN
@@ -119,8 +121,12 @@ class _Work:
             got = cache.get_many(ctx, condition, repeat, ids) if cache is not None else {}
             cached = None
             if len(got) == len(ids):
-                cached = [(got[i]["values"], got[i]["targets"]) for i in ids]
-            elif self.x is None:
+                try:
+                    cached = [(dict(got[i]["values"]), dict(got[i]["targets"])) for i in ids]
+                except (KeyError, TypeError, ValueError) as exc:  # a damaged row
+                    assert cache is not None
+                    cache.fail(ValueError(f"a row lacks its values or targets ({exc!r})"))
+            if cached is None and self.x is None:
                 self.x = ev.batch_tensor(self.batch)
                 self.truth = ev.truth(self.batch)
             yield _Item(self, condition, spec, repeat, ctx, cached, k == n_cond - 1)
@@ -128,6 +134,7 @@ class _Work:
     def run_here(self, runner: ModelRunner, progress: ProgressFn | None) -> Iterator[ImageRecord]:
         """Every item in this thread, one after another; then the batch counts as done."""
         for item in self.items():
+            faults.checkpoint("inference")
             yield from self.emit(item, item.compute(runner))
         if progress is not None:
             progress(len(self.batch))
@@ -174,6 +181,7 @@ class Evaluator:
             for r in range(suite.repeats):
                 self.conditions.append((spec.slug, spec, r))
         self._context: dict[str, str] = {}
+        self.cache_problem: str | None = None  # why the output cache was bypassed, if it was
         self.spacing_seen: set[bool] = set()  # whether each batch's pixel spacing was known
 
     def spacing_known(self) -> bool | None:
@@ -350,9 +358,10 @@ class Evaluator:
         opts = self.options
         cache = OutputCache(opts.cache_dir or default_cache_dir()) if opts.cache else None
         try:
-            samples = self.dataset.iter_samples(
-                workers=opts.workers, on_bad_image=self.suite.data.on_bad_image
-            )
+            # 'error': every unreadable image is collected, the run goes on, and the
+            # pipeline lists them all and fails the run (one bad file is not all of them)
+            policy: BadImagePolicy = "skip" if self.suite.data.on_bad_image == "skip" else "collect"
+            samples = self.dataset.iter_samples(workers=opts.workers, on_bad_image=policy)
             batches = _same_shape_batches(samples, opts.batch_size)
             lanes = self.lanes()
             if lanes <= 1:
@@ -362,6 +371,7 @@ class Evaluator:
                 yield from self._lane_records(batches, cache, lanes, progress)
         finally:
             if cache is not None:
+                self.cache_problem = cache.problem
                 cache.close()
 
     def _lane_records(
@@ -381,6 +391,7 @@ class Evaluator:
         window: deque[tuple[_Work, _Item, Future[list[Scored]]]] = deque()
 
         def emit_first() -> Iterator[ImageRecord]:
+            faults.checkpoint("inference")  # where Ctrl-C lands while the lanes compute
             work, item, done = window.popleft()
             yield from work.emit(item, done.result())
             if item.last and progress is not None:

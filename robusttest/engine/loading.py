@@ -145,7 +145,9 @@ def open_suite_data(suite: Suite, data_root: str | Path | None) -> Dataset:
     opts.setdefault("task", suite.task)  # e.g. Shenzhen serves lung masks or TB labels
     if suite.data.limit is not None:
         opts["limit"] = suite.data.limit
-    return open_dataset(suite.data.adapter, root, **opts)
+    dataset = open_dataset(suite.data.adapter, root, **opts)
+    dataset.configure_decoding(max_pixels=suite.data.max_pixels, bit_depth=suite.data.bit_depth)
+    return dataset
 
 
 def prepare(

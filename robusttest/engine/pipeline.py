@@ -1,4 +1,12 @@
-"""The pipeline end to end: load, evaluate, summarise, gallery, provenance → RunResult."""
+"""The pipeline end to end: load, evaluate, summarise, gallery, provenance → RunResult.
+
+Nothing finished is lost. Once evaluation begins, every phase (decode and inference,
+statistics, gallery) keeps what it finished when it is interrupted (Ctrl-C) or fails on
+bad input: the result then says so (``completed``, ``run["error"]``, ``run["errors"]``:
+one line per problem, each naming the file and the fix) and the front ends write it.
+Images that cannot be read are collected, not fatal at the first: under
+``on_bad_image: error`` every case becomes an ``error`` listing them all.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +20,21 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from robusttest import __version__
+from robusttest import __version__, faults
 from robusttest.data import Dataset
 from robusttest.engine.evaluation import EngineOptions, Evaluator, ProgressFn
 from robusttest.engine.gallery import make_gallery
 from robusttest.engine.loading import prepare
-from robusttest.engine.summary import summarise
-from robusttest.errors import DataError
+from robusttest.engine.summary import adjust_p_values, iter_cases
+from robusttest.errors import DataError, RobustTestError
 from robusttest.models import ModelRunner
-from robusttest.results import ImageRecord, RunResult
+from robusttest.results import CaseResult, ImageRecord, RunResult
 from robusttest.suite import Suite
 
 
@@ -128,46 +137,129 @@ def machine_facts(runner: ModelRunner) -> dict[str, Any]:
     }
 
 
+class _Stop:
+    """Why a run stopped early, if it did: the phase and the reason."""
+
+    def __init__(self) -> None:
+        self.phase: str | None = None
+        self.error: str | None = None  # None: interrupted
+        self.interrupted = False
+
+    @property
+    def stopped(self) -> bool:
+        return self.phase is not None
+
+    def interrupt(self, phase: str) -> None:
+        if self.phase is None:
+            self.phase = phase
+        self.interrupted = True
+
+    def fail(self, phase: str, message: str) -> None:
+        if self.phase is None:
+            self.phase, self.error = phase, message
+
+
+def skip_hint(suite: Suite) -> str:
+    """The fix for unreadable images, naming the suite key that leaves them out."""
+    where = f"suite {suite.name!r} ({suite.source})"
+    return (
+        "replace or remove the file, or set `on_bad_image: skip` under `data:` in "
+        f"{where} to leave unreadable images out of the run"
+    )
+
+
+def _complete_images(records: list[ImageRecord], n_conditions: int) -> list[ImageRecord]:
+    """Records of images that finished every condition (a stop can cut a batch)."""
+    per_image: dict[str, int] = defaultdict(int)
+    for r in records:
+        per_image[r.image_id] += 1
+    full = {i for i, c in per_image.items() if c == n_conditions}
+    return [r for r in records if r.image_id in full]
+
+
+def _as_errors(cases: list[CaseResult], why: str) -> list[CaseResult]:
+    """Every case an ``error``: the numbers stay (they cover the images that were read),
+    but no gate is judged on them."""
+    return [replace(c, verdict="error", message=f"{c.case_id}: not judged: {why}") for c in cases]
+
+
 def evaluate(
     runner: ModelRunner,
     suite: Suite,
     dataset: Dataset,
     options: EngineOptions | None = None,
 ) -> RunResult:
-    """Evaluate an already loaded model on an opened dataset."""
+    """Evaluate an already loaded model on an opened dataset.
+
+    Ctrl-C during the evaluation, the statistics or the gallery, and bad input met on the
+    way (an unreadable image, a model output with NaN), end in a RunResult that keeps
+    everything finished so far and says what happened (see the module docstring);
+    only an interrupt before the first phase begins propagates.
+    """
     options = options or EngineOptions()
     started = _now()
     t0 = time.perf_counter()
     ev = Evaluator(runner, dataset, suite, options)
     update, close = _progress_bar(len(dataset), options.progress, f"{suite.name}")
+    stop = _Stop()
     records: list[ImageRecord] = []
-    completed = True
-    error: str | None = None
     try:
         for rec in ev.records(update):
             records.append(rec)
     except KeyboardInterrupt:
-        completed, error = False, "interrupted"
+        stop.interrupt("evaluation")
+    except RobustTestError as exc:  # e.g. NaN outputs: the model's problem, not the image's
+        stop.fail("evaluation", str(exc))
     finally:
         close()
-    if completed and not records:
-        raise DataError(
-            f"dataset {dataset.name!r} yielded no images"
-            + (f" ({len(dataset.skipped)} skipped as unreadable)" if dataset.skipped else "")
-        )
-    # records of images that finished every condition only (an interrupt can cut a batch)
-    if not completed:
-        per_image: dict[str, int] = defaultdict(int)
-        for r in records:
-            per_image[r.image_id] += 1
-        full = {i for i, c in per_image.items() if c == len(ev.conditions)}
-        records = [r for r in records if r.image_id in full]
+    if stop.stopped:
+        records = _complete_images(records, len(ev.conditions))
     records.sort(key=lambda r: (r.image_id, r.condition, r.repeat))
     t_eval = time.perf_counter() - t0
+
+    errors: list[str] = [] if stop.error is None else [stop.error]
+    problem: str | None = None  # one line: why the cases are not judged
+    if dataset.unreadable:
+        n_bad = len(dataset.unreadable)
+        problem = f"{n_bad} of {len(dataset)} images could not be read"
+        errors += [f"{reason}; {skip_hint(suite)}" for _, reason in dataset.unreadable]
+    elif not records and not stop.stopped:
+        if not dataset.skipped:
+            raise DataError(f"dataset {dataset.name!r} yielded no images")
+        problem = (
+            f"no image of dataset {dataset.name!r} could be read "
+            f"(all {len(dataset.skipped)} were skipped as unreadable)"
+        )
+        errors.append(f"{problem}; the first: {dataset.skipped[0][1]}")
+    if stop.error is not None:
+        problem = f"the evaluation stopped after {len({r.image_id for r in records})} images"
+
     # An interrupt before any image finished leaves nothing to judge: no cases, and the
     # report says "incomplete: 0 images" rather than failing gates on n = 0.
-    cases = summarise(records, suite, ev.plan, spacing_known=ev.spacing_known()) if records else []
-    gallery = make_gallery(ev, records) if completed else []
+    cases: list[CaseResult] = []
+    if records:
+        try:
+            for case in iter_cases(records, suite, ev.plan, spacing_known=ev.spacing_known()):
+                faults.checkpoint("statistics")
+                cases.append(case)
+            cases = adjust_p_values(cases)
+        except KeyboardInterrupt:  # the cases finished so far stay, without Holm
+            stop.interrupt("statistics")
+    if problem is not None:
+        bad = [i for i, _ in dataset.unreadable]
+        named = f" ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})" if bad else ""
+        cases = _as_errors(cases, f"{problem}{named}; the run's errors say why and how to fix it")
+
+    gallery: list[Any] = []
+    if not stop.stopped:
+        try:
+            faults.checkpoint("gallery")
+            gallery = make_gallery(ev, records)
+        except KeyboardInterrupt:
+            stop.interrupt("gallery")
+        except RobustTestError as exc:
+            stop.fail("gallery", str(exc))
+            errors.append(str(exc))
     provenance = {
         "robusttest_version": __version__,
         "model": {
@@ -182,6 +274,8 @@ def evaluate(
             "manifest_hash": dataset.manifest_hash(),
             "n_images": len({r.image_id for r in records}),
             "skipped": [list(x) for x in dataset.skipped],
+            "unreadable": [list(x) for x in dataset.unreadable],
+            "bit_depths": dict(sorted(dataset.bit_depths.items())),
             "describe": _jsonable(dataset.describe()),
         },
         "seed": suite.seed,
@@ -189,6 +283,7 @@ def evaluate(
         "device": torch.device(runner.device).type,  # noise streams differ by device type
         "packages": package_versions(),
     }
+    warnings_ = [ev.cache_problem] if ev.cache_problem else []
     run_info = {
         "started_at": started,
         "finished_at": _now(),
@@ -202,8 +297,12 @@ def evaluate(
         "batch_size": options.batch_size,
         "workers": options.workers,
         "lanes": ev.lanes(),
-        "cache": bool(options.cache),
-        "error": error,
+        "cache": bool(options.cache) and ev.cache_problem is None,
+        "error": "interrupted" if stop.interrupted else (stop.error or problem),
+        "errors": errors,
+        "warnings": warnings_,
+        "interrupted": stop.interrupted,
+        "stopped_in": stop.phase,
     }
     return RunResult(
         cases=tuple(cases),
@@ -211,7 +310,7 @@ def evaluate(
         provenance=provenance,
         run=run_info,
         gallery=tuple(gallery),
-        completed=completed,
+        completed=not stop.stopped,
     )
 
 

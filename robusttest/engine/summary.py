@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -80,6 +80,18 @@ def summarise(
 
     ``spacing_known`` (``Evaluator.spacing_known``) decides a spatial metric's unit.
     """
+    return adjust_p_values(list(iter_cases(records, suite, plan, spacing_known=spacing_known)))
+
+
+def iter_cases(
+    records: Sequence[ImageRecord],
+    suite: Suite,
+    plan: TaskPlan,
+    *,
+    spacing_known: bool | None = None,
+) -> Iterator[CaseResult]:
+    """The grid's cases one by one, before the Holm adjustment (``adjust_p_values``): an
+    interrupted run keeps the cases finished so far, unadjusted."""
     results: list[CaseResult] = []
     pairs = {f"{a}-vs-{b}": (a, b) for a, b in plan.pairwise}
     specs = plan_cases(suite, plan)
@@ -148,7 +160,12 @@ def summarise(
                 unit=metric.unit_for(spacing_known),
             )
         )
-    # Holm across every noisy case of the grid that has a p-value
+        yield results[-1]
+
+
+def adjust_p_values(results: list[CaseResult]) -> list[CaseResult]:
+    """Holm across every noisy case of the grid that has a p-value."""
+    results = list(results)
     idx = [i for i, r in enumerate(results) if r.p_value is not None]
     if idx:
         adj = S.holm([float(results[i].p_value or 0.0) for i in idx])

@@ -8,7 +8,9 @@ before any byte is unpickled; ONNX external data must stay inside the model's fo
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import pickletools
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -28,7 +30,7 @@ _PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
 _EXPORT_HINT = (
     'export it first, e.g. robusttest.models.export_onnx(model, "model.onnx", card) '
     "(or save_torchscript / save_pt2, which also store the card), or "
-    'torch.jit.script(model).save("model.pt")'
+    'torch.jit.script(model).save("model.pt") and give its card in the suite\'s model: section'
 )
 
 
@@ -99,13 +101,34 @@ def detect_format(path: str | os.PathLike[str]) -> ModelFormat:
         )
     # Protocol 2+ pickles start with the PROTO opcode; torch's legacy format is one.
     if head[:1] == b"\x80":
-        raise _pickle_refusal(p, "this is a pickled file (legacy torch.save format)")
+        raise _pickle_refusal(p, _pickle_kind(p))
     if p.suffix.lower() in _PICKLE_SUFFIXES:
         raise ModelError(
             f"{p}: not a TorchScript or .pt2 archive (and robusttest does not load pickles); "
             f"{_EXPORT_HINT}"
         )
     return "onnx"
+
+
+# torch.save's legacy (non-zip) format begins with this number, pickled on its own
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def _pickle_kind(path: Path) -> str:
+    """What kind of pickle a file is, from its first opcodes (read, never executed)."""
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    ops: list[tuple[str, Any]] = []
+    try:  # genops only decodes opcodes; 64 bytes may end mid-pickle, two are enough
+        for op, arg, _ in pickletools.genops(io.BytesIO(head)):
+            ops.append((op.name, arg))
+            if len(ops) == 2:
+                break
+    except Exception:
+        pass
+    if len(ops) >= 2 and ops[1] == ("LONG1", _TORCH_LEGACY_MAGIC):
+        return "this is a checkpoint in torch.save's legacy (pre-1.6, non-zip) pickle format"
+    return "this is a Python pickle (e.g. pickle.dump or joblib), not a model archive"
 
 
 def _all_tensors(proto: Any) -> Iterator[Any]:

@@ -9,7 +9,9 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -53,19 +55,78 @@ def _saved_with_torch(data: bytes) -> str | None:
     return None
 
 
-def _newer_torch_hint(data: bytes) -> str:
+class _LogCapture(logging.Handler):
+    """The messages (and exceptions) a logger emits while a model loads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            self.lines.append(f"{type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def _torch_export_log() -> Iterator[_LogCapture]:
+    # torch.export.load logs the real cause of a failed load, with a traceback, and then
+    # raises a generic error: keep the cause for the message and the traceback off stderr.
+    logger = logging.getLogger("torch.export")  # torch gives it a stderr handler of its own
+    capture, handlers, propagate = _LogCapture(), logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [capture], False
+    try:
+        yield capture
+    finally:
+        logger.handlers, logger.propagate = handlers, propagate
+
+
+# torch's own words when an archive is newer than it, and what each means
+_SIGNS = {
+    "maximum supported version": (
+        "its file format version is above what this torch reads: a newer torch wrote it"
+    ),
+    "does not match our current schema version": (
+        "its torch.export schema version differs from this torch's: another torch wrote it"
+    ),
+    "unknown builtin op": (
+        "its code calls an operator this torch does not have: a newer torch wrote it, or it "
+        "needs a custom operator library loaded first"
+    ),
+}
+_NEWER_TORCH_SIGNS = tuple(_SIGNS)
+
+
+def _load_failure_hint(data: bytes, evidence: str) -> str:
+    """What the archive and the error say about why torch could not load it, and the fix:
+    a newer torch only when something says so (the version robusttest recorded at save
+    time, or torch's own version checks); else a damaged or hand-made archive."""
     # Archives are not forward compatible: a scripted file carries the source of the
     # torch.nn.functional it was saved with, which may call ops an older torch lacks.
     saved = _saved_with_torch(data)
-    fix = (
-        "load it with that torch or a newer one, or save it again traced "
-        "(save_torchscript(..., method='trace')) or as ONNX, which older runtimes read"
+    again = (
+        "or save it again traced (save_torchscript(..., method='trace')) or as ONNX, which "
+        "older runtimes read"
     )
-    if saved is not None and saved != torch.__version__:
-        return f"; it was saved with torch {saved}: {fix}"
-    if saved is None:
-        return f". If it was saved with a newer torch, {fix}"
-    return ""
+    if saved is not None:  # recorded at save time: the one sure answer
+        if saved == torch.__version__:
+            return ""
+        return f"; it was saved with torch {saved}: load it with that torch or a newer one, {again}"
+    low = evidence.lower()
+    sign = next((s for s in _NEWER_TORCH_SIGNS if s in low), None)
+    if sign is not None:
+        return f"; {_SIGNS[sign]}: load it with a newer torch, {again}"
+    return (
+        "; nothing in it says a newer torch wrote it, so it is damaged or was not written "
+        "by torch.jit.save / torch.export.save: export the model again "
+        "(robusttest.models.export_onnx, save_torchscript or save_pt2)"
+    )
+
+
+def _one_line(text: str) -> str:
+    text = re.sub(r"\s*\(Could this error message be improved\?[^)]*\)", "", text)
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def _vet_pt2(path: Path, data: bytes) -> None:
@@ -158,28 +219,32 @@ class TorchRunner:
         self.sha256 = hashlib.sha256(data).hexdigest()
         extra: dict[str, Any] = {CARD_FILENAME: ""}
         module: Any
-        try:
-            if fmt == "torchscript":
-                with _quiet_torch_deprecations():
-                    module = torch.jit.load(
-                        io.BytesIO(data), map_location=self.device, _extra_files=extra
-                    )
-                module.eval()
-            else:
-                _vet_pt2(self.path, data)
-                program = torch.export.load(io.BytesIO(data), extra_files=extra)
-                if self.device != "cpu":
-                    from torch.export.passes import move_to_device_pass
+        with _torch_export_log() as log:
+            try:
+                if fmt == "torchscript":
+                    with _quiet_torch_deprecations():
+                        module = torch.jit.load(
+                            io.BytesIO(data), map_location=self.device, _extra_files=extra
+                        )
+                    module.eval()
+                else:
+                    _vet_pt2(self.path, data)
+                    program = torch.export.load(io.BytesIO(data), extra_files=extra)
+                    if self.device != "cpu":
+                        from torch.export.passes import move_to_device_pass
 
-                    program = move_to_device_pass(program, self.device)
-                module = program.module()
-        except ModelError:
-            raise
-        except Exception as exc:
-            raise ModelError(
-                f"{self.path}: torch {torch.__version__} cannot load this {fmt} model "
-                f"({type(exc).__name__}: {exc}){_newer_torch_hint(data)}"
-            ) from None
+                        program = move_to_device_pass(program, self.device)
+                    module = program.module()
+            except ModelError:
+                raise
+            except Exception as exc:
+                causes = [f"{type(exc).__name__}: {exc}", *log.lines]
+                # torch.export's own error is generic; the cause it logged says more
+                cause = causes[-1] if log.lines else causes[0]
+                raise ModelError(
+                    f"{self.path}: torch {torch.__version__} cannot load this {fmt} model "
+                    f"({_one_line(cause)}){_load_failure_hint(data, ' '.join(causes))}"
+                ) from None
         self._module = module
         raw_card = extra.get(CARD_FILENAME) or ""
         fields = card_fields_from_json(raw_card, source=self.path) if raw_card else {}

@@ -21,11 +21,12 @@ from __future__ import annotations
 import abc
 import datetime as _dt
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
+from robusttest import faults
 from robusttest.errors import ConfigError, RobustTestError
 from robusttest.fsutil import atomic_write_bytes
 from robusttest.registry import Registry
@@ -94,6 +95,15 @@ class Written:
         return f"{self.format.upper()} report not written: {self.path}: {self.error}"
 
 
+class ReportsInterrupted(KeyboardInterrupt):
+    """Ctrl-C while the reports were written; they were written again, marked incomplete
+    (``written``: what became of each). The front end exits as interrupted."""
+
+    def __init__(self, written: list[Written]) -> None:
+        super().__init__("interrupted while the reports were written")
+        self.written = written
+
+
 def write_reports(
     result: RunResult, outputs: Sequence[tuple[str, Path]], *, rendered_at: str | None = None
 ) -> list[Written]:
@@ -101,10 +111,28 @@ def write_reports(
 
     A file that cannot be written (permissions, a full disk) and a renderer that breaks
     both come back as a ``Written`` with the reason: the caller fails the run on any.
+    Ctrl-C while they are written writes them all again, marked incomplete, and raises
+    ``ReportsInterrupted`` (a second Ctrl-C then stops at once).
     """
     stamp = rendered_at or render_stamp()
+    try:
+        return _write_all(result, outputs, stamp)
+    except KeyboardInterrupt:
+        marked = mark_interrupted(result, "rendering")
+        raise ReportsInterrupted(_write_all(marked, outputs, stamp, checkpoints=False)) from None
+
+
+def _write_all(
+    result: RunResult,
+    outputs: Sequence[tuple[str, Path]],
+    stamp: str,
+    *,
+    checkpoints: bool = True,
+) -> list[Written]:
     done: list[Written] = []
     for fmt, path in outputs:
+        if checkpoints:
+            faults.checkpoint("rendering")
         try:
             renderer = get_renderer(fmt)
             done.append(Written(fmt, renderer.write(result, path, rendered_at=stamp)))
@@ -131,11 +159,76 @@ def unit_of(case: CaseResult) -> str:
         return ""
 
 
+RunState = Literal["passed", "failed", "error", "interrupted"]
+
+
+def _runs(result: RunResult) -> list[Mapping[str, Any]]:
+    """The run blocks of a result (a merged result holds one per model × suite)."""
+    runs = result.run.get("runs")
+    if isinstance(runs, list):
+        return [r for r in runs if isinstance(r, Mapping)] + [result.run]
+    return [result.run]
+
+
+def was_interrupted(result: RunResult) -> bool:
+    return any(r.get("interrupted") or r.get("error") == "interrupted" for r in _runs(result))
+
+
+def run_errors(result: RunResult) -> list[str]:
+    """One line per problem that kept the run from judging its gates (each naming the
+    file or the model and the fix), in run order."""
+    out: list[str] = []
+    for r in _runs(result):
+        errors = r.get("errors")
+        if isinstance(errors, list):
+            out += [str(e) for e in errors]
+        elif (
+            r.get("error") and r.get("error") != "interrupted"
+        ):  # results saved before run.errors existed
+            out.append(str(r["error"]))
+    return out
+
+
+def run_warnings(result: RunResult) -> list[str]:
+    out: list[str] = []
+    for r in _runs(result):
+        w = r.get("warnings")
+        if isinstance(w, list):
+            out += [str(x) for x in w]
+    return out
+
+
+def run_state(result: RunResult) -> RunState:
+    """interrupted (Ctrl-C), error (something could not be evaluated: the gates are not
+    judged), failed (a gate failed) or passed, in that order of precedence."""
+    if was_interrupted(result):
+        return "interrupted"
+    if (
+        not result.completed
+        or run_errors(result)
+        or any(c.verdict == "error" for c in result.cases)
+    ):
+        return "error"
+    return "failed" if result.failed else "passed"
+
+
+def mark_interrupted(result: RunResult, phase: str) -> RunResult:
+    """The same result marked interrupted in ``phase`` (e.g. while the reports were
+    written): incomplete, with everything it had finished."""
+    run = {**result.run, "error": "interrupted", "interrupted": True}
+    if not run.get("stopped_in"):
+        run["stopped_in"] = phase
+    return replace(result, completed=False, run=run)
+
+
 def verdict_word(result: RunResult) -> str:
-    """PASSED, FAILED or INCOMPLETE: the run's state in one word."""
-    if not result.completed:
-        return "INCOMPLETE"
-    return "FAILED" if result.failed else "PASSED"
+    """PASSED, FAILED, ERROR or INCOMPLETE: the run's state in one word."""
+    return {
+        "interrupted": "INCOMPLETE",
+        "error": "ERROR",
+        "failed": "FAILED",
+        "passed": "PASSED",
+    }[run_state(result)]
 
 
 def summary_line(result: RunResult) -> str:
@@ -146,22 +239,38 @@ def summary_line(result: RunResult) -> str:
         parts.append(f"{c['error']} errors")
     parts.append(f"{c['no-gate']} reported without a gate")
     line = f"{verdict_word(result)}: {len(result.cases)} cases: " + ", ".join(parts)
-    if not result.completed:
-        n = len({r.image_id for r in result.records})
-        why = result.run.get("error") or "interrupted"
-        line += f" ({why} after {n} images; the reports say so)"
+    n = len({r.image_id for r in result.records})
+    state = run_state(result)
+    if state == "interrupted":
+        where = result.run.get("stopped_in")
+        during = f" during {where}" if where else ""
+        line += f" (interrupted{during} after {n} images; the reports say so)"
+    elif state == "error":
+        errors = run_errors(result)
+        if not result.completed:
+            line += f" (the evaluation stopped after {n} images; the reports say why)"
+        elif errors:
+            why = result.run.get("error") or f"{len(errors)} errors"
+            line += f" ({why}; the reports list them)"
     return line
 
 
 __all__ = [
     "RENDERERS",
     "Renderer",
+    "ReportsInterrupted",
+    "RunState",
     "Written",
     "get_renderer",
+    "mark_interrupted",
     "register_renderer",
     "render_stamp",
+    "run_errors",
+    "run_state",
+    "run_warnings",
     "summary_line",
     "unit_of",
     "verdict_word",
+    "was_interrupted",
     "write_reports",
 ]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from robusttest.gates import CLEAN
-from robusttest.report.base import Renderer, register_renderer, unit_of
+from robusttest.report.base import Renderer, register_renderer, run_errors, run_state, unit_of
 from robusttest.report.css import CSS, PRINT_CSS
 from robusttest.report.numbers import plain_level, plain_number
 from robusttest.report.plots import Series, curve_svg
@@ -166,8 +166,13 @@ def _image_counts(result: RunResult) -> tuple[int, int | None]:
 def _banner(result: RunResult) -> str:
     counts = result.counts()
     failed = result.failed
+    errors = run_errors(result)
     if not result.completed:
         state, word, sym = "incomplete", "INCOMPLETE", "⚠"
+        if run_state(result) == "error":
+            word = "ERROR"
+    elif errors or counts["error"]:
+        state, word, sym = "failed", "ERROR", "!"
     elif failed:
         state, word, sym = "failed", "FAILED", "✗"
     else:
@@ -179,7 +184,7 @@ def _banner(result: RunResult) -> str:
         f"<b>{counts['no-gate']}</b> ungated (reported only)",
     ]
     if counts["error"]:
-        parts.append(f"<b>{counts['error']}</b> errors (undefined metric)")
+        parts.append(f"<b>{counts['error']}</b> errors (not judged)")
     lines = [
         f'<section id="verdict" class="banner b-{state}" aria-label="verdict">',
         f'<div class="verdict-word"><span aria-hidden="true">{sym}</span> {word}</div>',
@@ -195,6 +200,12 @@ def _banner(result: RunResult) -> str:
             f'<p class="incomplete"><b>incomplete: {of} images finished</b>{why}. The numbers '
             "below cover only the finished images; an incomplete run never counts as a pass.</p>"
         )
+    if errors:  # every unreadable file, or why the evaluation stopped, with the fix
+        lines.append(
+            f'<h2 class="failed-h">Could not be evaluated ({len(errors)})</h2><ul class="failed">'
+        )
+        lines += [f"<li>{_e(e)}</li>" for e in errors]
+        lines.append("</ul>")
     if failed:
         lines.append(f'<h2 class="failed-h">Failed gates ({len(failed)})</h2><ul class="failed">')
         for c in failed:
@@ -213,7 +224,7 @@ HOW_TO_READ = (
     "under noise (positive = worse, in the metric's units), with its bootstrap confidence "
     "interval over patients. A gate <b>passes</b> when its limit holds (on the CI bound unless "
     "the suite says <i>point</i>). p is Holm-adjusted across the grid. Verdicts: ✓ pass, ✗ fail, "
-    "· no gate (reported only), ! error (metric undefined).</p>"
+    "· no gate (reported only), ! error (not judged: the run could not evaluate it).</p>"
 )
 
 

@@ -12,8 +12,17 @@ import math
 import xml.etree.ElementTree as ET
 
 from robusttest.gates import FAILING
-from robusttest.report.base import Renderer, register_renderer, summary_line, unit_of
+from robusttest.report.base import (
+    Renderer,
+    register_renderer,
+    run_errors,
+    run_state,
+    summary_line,
+    unit_of,
+)
 from robusttest.results import CaseResult, RunResult
+
+RUN_TESTCASE = "robusttest-run"  # the error testcase of a run interrupted or in error
 
 
 def _s(x: float | None) -> str:
@@ -51,16 +60,21 @@ class JUnitRenderer(Renderer):
         by_suite: dict[str, list[CaseResult]] = {}
         for c in result.cases:
             by_suite.setdefault(c.suite, []).append(c)
-        for name, cases in by_suite.items():
+        state = run_state(result)
+        problem = state == "interrupted" or bool(run_errors(result)) or not result.completed
+        if problem and not by_suite:  # nothing finished: the run's own testsuite
+            by_suite[_suite_name(result)] = []
+        for i, (name, cases) in enumerate(by_suite.items()):
+            extra = problem and i == 0  # one error testcase says why, in the first suite
             failures = sum(c.verdict == "fail" for c in cases)
             errors = sum(c.verdict == "error" for c in cases)
             ts = ET.SubElement(
                 suites,
                 "testsuite",
                 name=f"robusttest.{name}",
-                tests=str(len(cases)),
+                tests=str(len(cases) + extra),
                 failures=str(failures),
-                errors=str(errors),
+                errors=str(errors + extra),
                 skipped="0",
                 timestamp=rendered_at,
             )
@@ -76,5 +90,23 @@ class JUnitRenderer(Renderer):
                     tag = "failure" if c.verdict == "fail" else "error"
                     el = ET.SubElement(tc, tag, message=(c.message or c.verdict).split("\n")[0])
                     el.text = c.message
+            if extra:
+                lines = [summary_line(result), *run_errors(result)]
+                tc = ET.SubElement(
+                    ts, "testcase", classname=f"robusttest.{name}", name=RUN_TESTCASE
+                )
+                el = ET.SubElement(tc, "error", message=lines[0])
+                el.text = "\n".join(lines)
         ET.indent(suites)
         return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+
+
+def _suite_name(result: RunResult) -> str:
+    prov = result.provenance
+    nested = prov.get("runs")
+    runs = nested if isinstance(nested, list) else [prov]
+    for p in runs:
+        suite = p.get("suite") if isinstance(p, dict) else None
+        if isinstance(suite, dict) and suite.get("name"):
+            return str(suite["name"])
+    return "run"

@@ -34,6 +34,7 @@ from pydantic_core import core_schema
 
 from robusttest.errors import ConfigError, SuiteError
 from robusttest.gates import GATE_KEYS, GATE_KINDS, JUDGE_ON
+from robusttest.imageio import DEFAULT_MAX_PIXELS, MIN_SIDE
 from robusttest.metrics import METRICS, TASKS, available_metrics, default_metrics
 from robusttest.noise import NoiseFamily, available_noises, get_noise
 from robusttest.suite.rules import (
@@ -139,7 +140,23 @@ DATA = _section(
         "root": _key(optional(NAME), None, "the dataset's folder (${VAR} expands)"),
         "options": _key(MAPPING, {}, "the adapter's options"),
         "limit": _key(optional(integer(1)), None, "the first N images only"),
-        "on_bad_image": _key(choice(("error", "skip")), "error", "an unreadable image"),
+        "on_bad_image": _key(
+            choice(("error", "skip")),
+            "error",
+            "an unreadable image: fail the run listing every one (error), or leave it out (skip)",
+        ),
+        "max_pixels": _key(
+            optional(integer(MIN_SIDE * MIN_SIDE)),
+            None,
+            "largest image accepted, in pixels, checked from the header before decoding "
+            f"(default {DEFAULT_MAX_PIXELS:,})",
+        ),
+        "bit_depth": _key(
+            optional(integer(1, 32)),
+            None,
+            "bits of an integer image that hold data (e.g. 12 in a 16-bit PNG; default: the "
+            "PNG sBIT chunk or DICOM BitsStored, else the file's 8 or 16)",
+        ),
     },
 )
 MODEL = _section(

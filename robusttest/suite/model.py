@@ -23,6 +23,8 @@ class DataConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     limit: int | None = None
     on_bad_image: Literal["error", "skip"] = "error"
+    max_pixels: int | None = None  # None: robusttest.imageio.DEFAULT_MAX_PIXELS
+    bit_depth: int | None = None  # None: from each file
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,15 @@ class Suite:
                 "options": dict(self.data.options),
                 "limit": self.data.limit,
                 "on_bad_image": self.data.on_bad_image,
+                # only when set, so the hashes of suites without them stay as they were
+                **{
+                    k: v
+                    for k, v in (
+                        ("max_pixels", self.data.max_pixels),
+                        ("bit_depth", self.data.bit_depth),
+                    )
+                    if v is not None
+                },
             },
             "model": dict(self.model),
             "noise": [

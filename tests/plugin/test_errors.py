@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from plugin_helpers import INI, Models, small, suite_yaml
+from pytest_robusttest.session import EXIT_ROBUSTTEST_ERROR
 
 
 def usage_error(project: pytest.Pytester, *args: str) -> str:
@@ -91,28 +94,30 @@ def test_bad_ini_value(project: pytest.Pytester, models: Models) -> None:
     assert project.runpytest("--help").ret == 0
 
 
-def test_evaluation_error_fails_every_item_with_one_line(
+def test_evaluation_error_makes_every_item_an_error_with_one_line(
     project: pytest.Pytester, models: Models
 ) -> None:
-    result = project.runpytest(*small(models.nan), "-ra")
-    result.assert_outcomes(failed=3)
+    result = project.runpytest(*small(models.nan), "-ra", "--robust-json=r.json")
+    result.assert_outcomes(errors=3)
+    assert result.ret == EXIT_ROBUSTTEST_ERROR
     out = result.stdout.str()
     assert "Traceback" not in out
     result.stdout.fnmatch_lines(
         [
-            "robusttest: could not evaluate nan.onnx on suite tiny: *nan.onnx: model outputs "
-            "contain NaN or inf for 4 of 4 image(s)*",
-            "nan.onnx × tiny: ERROR could not evaluate nan.onnx on suite tiny: *",
+            "robusttest: *nan.onnx: model outputs contain NaN or inf for 4 of 4 image(s)*",
+            "nan.onnx × tiny: *ERROR: 0 cases*(the evaluation stopped after 0 images; *",
+            "robusttest: error: *nan.onnx: model outputs contain NaN or inf for 4 of 4 image(s)*",
         ]
     )
-    assert out.count("FAILED robusttest::tiny::") == 3
+    assert out.count("ERROR robusttest::tiny::") == 3
+    doc = json.loads((project.path / "r.json").read_text())  # written all the same
+    assert doc["completed"] is False and "NaN or inf" in doc["run"]["error"]
 
 
 def test_evaluation_error_under_xdist(project: pytest.Pytester, models: Models) -> None:
     pytest.importorskip("xdist")
     result = project.runpytest_subprocess(*small(models.nan), "-n", "2")
-    result.assert_outcomes(failed=3)
+    result.assert_outcomes(errors=3)
+    assert result.ret == EXIT_ROBUSTTEST_ERROR
     assert "Traceback" not in result.stdout.str()
-    result.stdout.fnmatch_lines(
-        ["robusttest: could not evaluate nan.onnx on suite tiny: *NaN or inf for 4 of 4*"]
-    )
+    result.stdout.fnmatch_lines(["robusttest: *nan.onnx: *NaN or inf for 4 of 4*"])

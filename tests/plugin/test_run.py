@@ -16,6 +16,7 @@ from plugin_helpers import (
     small,
     suite_yaml,
 )
+from pytest_robusttest.session import EXIT_ROBUSTTEST_ERROR
 
 
 def _model_device() -> str:
@@ -255,7 +256,7 @@ def test_a_broken_renderer_fails_the_run(project: pytest.Pytester, models: Model
         *small(models.seg), "--robust-report=broken=out.txt", "--robust-json=r.json", "-m", "clean"
     )
     result.assert_outcomes(passed=1, deselected=2)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.ret == EXIT_ROBUSTTEST_ERROR  # the evidence asked for is missing
     result.stdout.fnmatch_lines(
         ["BROKEN report not written: *out.txt: the broken renderer failed: RuntimeError: boom"]
     )

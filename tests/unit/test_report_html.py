@@ -163,7 +163,7 @@ def test_undefined_metric_shows_reason_and_error_verdict() -> None:
     page = render_html(with_nan_case(make_result()), rendered_at=STAMP)
     assert "empty prediction mask on every image" in page
     assert "!</span> error" in page
-    assert "errors (undefined metric)" in page
+    assert "errors (not judged)" in page
 
 
 def test_dollar_signs_in_labels_are_not_mathtext() -> None:
