@@ -123,7 +123,8 @@ def _exact_part(
     """Overwrite k where ``small`` with exact draws; image i uses gens[i] only.
 
     The gather and scatter run once for the whole batch (index_select / index_copy_);
-    only the sampler call is per image, so each image's stream depends on that image alone.
+    only the sampler call is per image (in parallel threads on the CPU), so each image's
+    stream depends on that image alone.
     """
     n_img = small.shape[0]
     flat = small.reshape(n_img, -1)
@@ -132,10 +133,13 @@ def _exact_part(
         return
     idx = flat.reshape(-1).nonzero().squeeze(1)  # row-major: grouped by image, in order
     vals = values.reshape(-1).index_select(0, idx)
-    parts = [
-        draw(part, g) if part.numel() else part
-        for part, g in zip(vals.split(counts), gens, strict=True)
-    ]
+    parts = list(vals.split(counts))
+
+    def fill(i: int) -> None:  # each image's draws in parallel threads on the CPU
+        if parts[i].numel():
+            parts[i] = draw(parts[i], gens[i])
+
+    _each_image(k.device, n_img, fill)
     k.view(-1).index_copy_(0, idx, torch.cat(parts))
 
 
@@ -391,10 +395,14 @@ def sample_binomial(
     for i, g in enumerate(gens):
         if normal_only[i]:  # the same numbers as in a batch of such images
             _binomial_normal(flat[i], a, g, k_flat[i], None if s_flat is None else s_flat[i])
-            continue
-        n_pieces = flat[i].split(piece)
+    mixed = [i for i, only in enumerate(normal_only) if not only]
+    # tables built here, not in the threads below (they are cached, not locked)
+    tabs = {i: _table_for(a, region, highs[i], device=str(n.device)) for i in mixed}
+
+    def fill(j: int) -> None:  # piece by piece: binary ops on the calling thread only
+        i = mixed[j]
+        g, tab, n_pieces = gens[i], tabs[i], flat[i].split(piece)
         ranges = [_value_range(nc) for nc in n_pieces] if on_cpu else [(lows[i], highs[i])]
-        tab = _table_for(a, region, highs[i], device=str(n.device))
         for nc, kc, (lo, hi) in zip(n_pieces, k_flat[i].split(piece), ranges, strict=True):
             if lo >= region:  # rounded normal only
                 _binomial_normal(nc, a, g, kc)
@@ -405,6 +413,8 @@ def sample_binomial(
                 vals = nc.masked_select(sc)  # a copy: kc may be nc itself
                 _binomial_normal(nc, a, g, kc)
                 kc.masked_scatter_(sc, _binomial_exact(vals, a, tab, g))
+
+    _each_image(n.device, len(mixed), fill)
     return k.round_()  # the normal part; exact draws are integers already
 
 
@@ -667,6 +677,10 @@ def sample_poisson(
 
         _each_image(lam.device, n_img, fill)
         return k
+    lows = lam.reshape(n_img, -1).amin(dim=1).tolist()
+    if min(lows) >= min_var:  # the rounded normal only (the same numbers as below)
+        k = _normal(lam.shape, gens, lam)
+        return k.mul_(lam.sqrt()).add_(lam).round_().clamp_(min=0.0)
     small = lam < min_var
     all_small = small.reshape(n_img, -1).all(1).tolist()
     k = _normal(lam.shape, gens, lam, skip=all_small)

@@ -241,6 +241,24 @@ def test_each_image_draws_the_same_in_any_batch(
         assert (k >= 0).all() and (k <= imgs[nm]).all() and torch.equal(k, k.round())
 
 
+def test_binomial_draws_do_not_depend_on_the_thread_count() -> None:
+    """Mixed images go through the exact sampler in parallel threads: same bytes as one."""
+    a = 0.02
+    region = sampling._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
+    n = torch.stack(
+        [counts_image(s, 0, 2 * region) for s in range(3)] + [counts_image(9, region, 2 * region)]
+    )
+    out = []
+    before = torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            out.append(sample_binomial(n, a, [torch.Generator().manual_seed(s) for s in range(4)]))
+        finally:
+            torch.set_num_threads(before)
+    assert torch.equal(out[0], out[1])
+
+
 def test_tiny_dose_uses_tables_sized_to_the_image(no_torch_binomial: None) -> None:
     a = 3e-4  # the exact region (n < 83,361) exceeds ALIAS_MAX_ROWS
     region = sampling._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
