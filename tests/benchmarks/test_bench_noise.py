@@ -17,7 +17,11 @@ inference on the same batch gives the scale of one model call (target: noise ≤
 At the end the module prints a table of mean times and the numpy / torch speed-ups (target,
 issue 17: ≥ 3× for every family), the torch threads and the machine's load average: the
 CPU may be shared, so compare the ratios of one run, whose two sides run back to back.
-``ROBUSTTEST_BENCH_THREADS=1`` gives the per-core ratio.
+The per-core ratios, which a shared machine's load hardly moves, come from one torch thread
+timed in CPU time:
+
+    ROBUSTTEST_BENCH_THREADS=1 python -m pytest tests/benchmarks/test_bench_noise.py \
+        --benchmark-only -p no:cacheprovider --benchmark-timer=time.process_time
 """
 
 from __future__ import annotations
