@@ -27,7 +27,13 @@ from robusttest.noise.physics import (
     _expected_counts,
     _full_dose_counts,
 )
-from robusttest.noise.sampling import _level_key, _normal, sample_binomial, sample_poisson
+from robusttest.noise.sampling import (
+    NORMAL_APPROX_MIN_VAR,
+    _level_key,
+    _normal,
+    sample_binomial,
+    sample_poisson,
+)
 from robusttest.registry import Registry
 
 ParamValue = float | str
@@ -249,7 +255,7 @@ class _CountDomain(NoiseFamily):
         else:
             k = _expected_counts(x, n0_t, lmax)
             if p["variant"] == "resample":
-                k = sample_poisson(k.mul_(dose), gens)
+                k = sample_poisson(k.mul_(dose), gens, NORMAL_APPROX_MIN_VAR)
             # else no thinning: the image keeps exactly the noise it holds
         if sigma_ref > 0:
             sig = (spacing_mm * (sigma_ref / REFERENCE_SPACING_MM)).to(x.device, torch.float32)

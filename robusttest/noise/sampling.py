@@ -3,8 +3,10 @@
 Every image draws from its own ``torch.Generator``, seeded by (seed, noise, level, image
 id, repeat), so its noise does not depend on the batch, its position, the worker or the
 process. Binomial thinning is exact (Walker/Vose alias tables) where the count variance is
-below ``NORMAL_APPROX_MIN_VAR`` and a rounded normal elsewhere; Poisson likewise. The
-error bounds and table sizes are derived in docs/physics.md ("Sampling").
+below ``NORMAL_APPROX_MIN_VAR`` and a rounded normal elsewhere. Poisson is exact at every
+rate (alias tables of grid rates plus an exact remainder, Hörmann's PTRS from
+``POISSON_TABLE_MAX`` on) unless a caller asks for the rounded normal above a variance.
+The error bounds, table sizes and exactness arguments are in docs/physics.md ("Sampling").
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ NORMAL_APPROX_MIN_VAR = 25.0
 # 4: rounded-normal thinning as a·(n + √((1−a)/a)·√n·z) (float rounding: a count can
 #    round the other way); an image whose counts all take the normal draws one fill (was
 #    piece by piece on one thread).
-SAMPLER_VERSION = 4
+# 5: exact Poisson (alias tables + remainder below 64, PTRS above) in place of torch.poisson
+#    and, for the image-domain `poisson` family, of the rounded normal from 25 on.
+SAMPLER_VERSION = 5
 
 
 # --- seeding ---------------------------------------------------------------------------
@@ -119,7 +123,8 @@ def _exact_part(
     """Overwrite k where ``small`` with exact draws; image i uses gens[i] only.
 
     The gather and scatter run once for the whole batch (index_select / index_copy_);
-    only the sampler call is per image, so each image's stream depends on that image alone.
+    only the sampler call is per image (in parallel threads on the CPU), so each image's
+    stream depends on that image alone.
     """
     n_img = small.shape[0]
     flat = small.reshape(n_img, -1)
@@ -128,10 +133,13 @@ def _exact_part(
         return
     idx = flat.reshape(-1).nonzero().squeeze(1)  # row-major: grouped by image, in order
     vals = values.reshape(-1).index_select(0, idx)
-    parts = [
-        draw(part, g) if part.numel() else part
-        for part, g in zip(vals.split(counts), gens, strict=True)
-    ]
+    parts = list(vals.split(counts))
+
+    def fill(i: int) -> None:  # each image's draws in parallel threads on the CPU
+        if parts[i].numel():
+            parts[i] = draw(parts[i], gens[i])
+
+    _each_image(k.device, n_img, fill)
     k.view(-1).index_copy_(0, idx, torch.cat(parts))
 
 
@@ -387,10 +395,14 @@ def sample_binomial(
     for i, g in enumerate(gens):
         if normal_only[i]:  # the same numbers as in a batch of such images
             _binomial_normal(flat[i], a, g, k_flat[i], None if s_flat is None else s_flat[i])
-            continue
-        n_pieces = flat[i].split(piece)
+    mixed = [i for i, only in enumerate(normal_only) if not only]
+    # tables built here, not in the threads below (they are cached, not locked)
+    tabs = {i: _table_for(a, region, highs[i], device=str(n.device)) for i in mixed}
+
+    def fill(j: int) -> None:  # piece by piece: binary ops on the calling thread only
+        i = mixed[j]
+        g, tab, n_pieces = gens[i], tabs[i], flat[i].split(piece)
         ranges = [_value_range(nc) for nc in n_pieces] if on_cpu else [(lows[i], highs[i])]
-        tab = _table_for(a, region, highs[i], device=str(n.device))
         for nc, kc, (lo, hi) in zip(n_pieces, k_flat[i].split(piece), ranges, strict=True):
             if lo >= region:  # rounded normal only
                 _binomial_normal(nc, a, g, kc)
@@ -401,20 +413,283 @@ def sample_binomial(
                 vals = nc.masked_select(sc)  # a copy: kc may be nc itself
                 _binomial_normal(nc, a, g, kc)
                 kc.masked_scatter_(sc, _binomial_exact(vals, a, tab, g))
+
+    _each_image(n.device, len(mixed), fill)
     return k.round_()  # the normal part; exact draws are integers already
 
 
+# --- exact Poisson sampler ---------------------------------------------------------------
+# Rates below POISSON_TABLE_MAX: Poisson(λ) = Poisson(i·h) + Poisson(δ), i = ⌊λ/h⌋, δ = λ − i·h
+# < h, both independent; the first from alias tables of the grid rates i·h, the second by
+# inversion, which needs a uniform only for the 1 in 32 pixels whose draw can be nonzero.
+# From POISSON_TABLE_MAX on: Hörmann's transformed rejection (PTRS) with its hat widened by
+# _PTRS_MARGIN. Why each is exact: docs/physics.md ("Sampling").
+POISSON_TABLE_MAX = 64.0
+_POIS_GRID_BITS = 5  # grid step h = 2⁻⁵ (a power of two: λ/h and λ − i·h are exact)
+_POIS_GRID = float(1 << _POIS_GRID_BITS)  # 1/h
+_POIS_WIDTH_BITS = 7  # 128 columns per table row (a power of two: a column is 7 random bits)
+_POIS_WIDTH = 1 << _POIS_WIDTH_BITS
+_POIS_P_BITS = 47  # keep thresholds to 2⁻⁴⁷
+_CAND_MASK = ((1 << _POIS_GRID_BITS) - 1) << _POIS_WIDTH_BITS  # bits 7–11 all set: p = h
+_PTRS_MARGIN = 1.01  # the published hat falls 0.25 % short at λ = 64 (physics.md): α × 1.01
+
+
+@functools.lru_cache(maxsize=1)
+def _poisson_table_cpu(tail: float = ALIAS_TAIL_MASS) -> torch.Tensor:
+    """Alias tables of Poisson(i·h), i < POISSON_TABLE_MAX/h, as rows × 128 int64 entries.
+
+    Entry (i, j) = T·2¹⁶ + alias·2⁸ + own: column j returns the count own = lo_i + j with
+    probability T/2⁴⁷ (T < 2⁴⁷, the alias method's keep probability) and the count alias
+    otherwise; both counts are < 256. A draw compares (r | 0xFFFF) with the entry, r a
+    63-bit random integer whose bits 16–62 are the 47-bit uniform c: c < T ⇔
+    c·2¹⁶ + 0xFFFF < T·2¹⁶ + (alias·2⁸ + own), since the low part is below 2¹⁶.
+    Row i covers the shortest window leaving out less than tail/2 on each side (scipy's cdf
+    and sf); the window is renormalised (total variation < tail).
+    """
+    from scipy import stats  # a project dependency; imported here to keep the import light
+
+    rows = int(POISSON_TABLE_MAX * _POIS_GRID)
+    lam = np.arange(rows) / _POIS_GRID
+    half = tail / 2
+    lo = np.nan_to_num(stats.poisson.ppf(half, lam)).astype(np.int64)
+    hi = np.nan_to_num(stats.poisson.isf(half, lam)).astype(np.int64)
+    # ppf/isf are inverted numerically: make both conditions hold and the window minimal
+    for _ in range(4):
+        lo = np.where(stats.poisson.cdf(lo - 1, lam) >= half, lo - 1, lo)
+        lo = np.where(stats.poisson.cdf(lo, lam) < half, lo + 1, lo)
+        hi = np.where(stats.poisson.sf(hi, lam) >= half, hi + 1, hi)
+        hi = np.where((hi > 0) & (stats.poisson.sf(hi - 1, lam) < half), hi - 1, hi)
+    lo, hi = np.maximum(lo, 0), np.maximum(hi, 0)
+    assert (stats.poisson.cdf(lo - 1, lam) < half).all()
+    assert (stats.poisson.sf(hi, lam) < half).all()
+    width = _POIS_WIDTH
+    assert (hi - lo).max() < width and hi.max() < 256
+    k = lo[:, None] + np.arange(width)[None, :]
+    pmf = np.where(k <= hi[:, None], stats.poisson.pmf(k, lam[:, None]), 0.0)
+    pmf[0, 1:] = 0.0  # Poisson(0) is the count 0 (scipy gives nan for rate 0)
+    pmf[0, 0] = 1.0
+    pmf /= pmf.sum(1, keepdims=True)  # renormalise: the window holds ≥ 1 − tail of the mass
+    prob, alias = _vose(pmf * width)
+    keep = np.minimum(np.rint(np.ldexp(prob, _POIS_P_BITS)), 2.0**_POIS_P_BITS - 1)
+    own = np.minimum(k, 255)  # columns past the window have prob 0: own is never returned
+    alias_k = lo[:, None] + alias
+    keep = np.where(alias_k == own, 0.0, keep).astype(np.int64)  # same count either way
+    entries = (keep << 16) | (alias_k << 8) | own
+    return torch.from_numpy(entries.reshape(-1))
+
+
+@functools.lru_cache(maxsize=8)
+def _poisson_table(device: str) -> torch.Tensor:
+    """As _poisson_table_cpu, moved to ``device`` once and kept there."""
+    tab = _poisson_table_cpu()
+    return tab if device == "cpu" else tab.to(torch.device(device))
+
+
+class _TableDraw:
+    """Table draws Poisson(⌊λ/h⌋·h) for 0 ≤ λ < POISSON_TABLE_MAX, up to ``size`` rates at a
+    time, with scratch tensors kept across the pieces of an image (in cache, no allocation).
+
+    One 63-bit random integer per draw: bits 0–6 pick the column, 16–62 decide keep or
+    alias, bits 7–11 all set (probability h) mark a candidate: only a candidate's first
+    arrival can come before h (see _poisson_remainder). Integer ops, casts and gathers
+    only (no parallel region on the CPU, see _alias_draw).
+    """
+
+    def __init__(self, size: int, table: torch.Tensor, dtype: torch.dtype) -> None:
+        self.table, self.size = table, size
+        self.buffers = (
+            *(torch.empty(size, dtype=torch.int64, device=table.device) for _ in range(5)),
+            torch.empty(size, dtype=torch.bool, device=table.device),
+            torch.empty(size, dtype=dtype, device=table.device),
+        )
+
+    def __call__(self, lam: torch.Tensor, g: torch.Generator, out: torch.Tensor) -> torch.Tensor:
+        """out ← the draws for lam (1-D, the dtype given; out: lam's length, any dtype);
+        returns the positions that are candidates for a remainder arrival."""
+        n = lam.numel()
+        bufs = self.buffers if n == self.size else tuple(b[:n] for b in self.buffers)
+        r, row, idx, e, t, keep, scaled = bufs
+        r.random_(generator=g)
+        row.copy_(torch.mul(lam, _POIS_GRID, out=scaled))  # exact; truncation = floor
+        torch.bitwise_and(r, _POIS_WIDTH - 1, out=t)
+        torch.index_select(self.table, 0, torch.add(t, row, alpha=_POIS_WIDTH, out=idx), out=e)
+        torch.lt(torch.bitwise_or(r, 0xFFFF, out=t), e, out=keep)  # c < T: _poisson_table_cpu
+        torch.where(keep, e, torch.bitwise_right_shift(e, 8, out=t), out=idx)
+        out.copy_(idx.bitwise_and_(255))
+        torch.eq(torch.bitwise_and(r, _CAND_MASK, out=t), _CAND_MASK, out=keep)
+        return keep.nonzero().squeeze(1)
+
+
+def _poisson_remainder(lam: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Poisson(δ), δ = lam − ⌊lam/h⌋·h < h, for candidates (1-D float64 rates), as int64.
+
+    A candidate's uniform v is 1 − h·w', w' = 1 − w ∈ (0, 1] (w fresh; uniform on
+    [1 − h, 1) is what the candidate bits leave); by inversion, the count is the number of
+    j ≥ 0 with 1 − v ≤ S_j = P(Poisson(δ) > j). The S_j come from the series of 1 − e^(−δ)
+    and its terms: binary ops only, absolute error ≈ 10⁻¹⁶, which is the error of each
+    probability.
+    """
+    delta = lam.mul(_POIS_GRID).to(torch.int64).double().div_(-_POIS_GRID).add_(lam)  # exact
+    y = torch.rand(lam.shape, dtype=torch.float64, device=lam.device, generator=g)
+    y.sub_(1.0).div_(-_POIS_GRID)  # h·(1 − w) ∈ (0, h]
+    # S_0 = 1 − e^(−δ) = δ·(1 − δ/2·(1 − δ/3·(…))): for δ < 1/32 eight terms reach 2·10⁻¹⁷
+    one = torch.ones((), dtype=torch.float64, device=lam.device)
+    s = torch.ones_like(delta)
+    for n in range(8, 1, -1):
+        torch.addcmul(one, s, delta, value=-1.0 / n, out=s)
+    s.mul_(delta)
+    hit = y <= s
+    count = hit.to(torch.int64)
+    act = hit.nonzero().squeeze(1)
+    s, y, d = s.index_select(0, act), y.index_select(0, act), delta.index_select(0, act)
+    term = torch.sub(1.0, s)  # P(Poisson(δ) = 0) = e^(−δ)
+    j = 1
+    while act.numel():
+        term.mul_(d).div_(j)  # P(Poisson(δ) = j)
+        s.sub_(term)  # S_j
+        more = (y <= s).nonzero().squeeze(1)
+        act = act.index_select(0, more)
+        count.index_add_(0, act, torch.ones_like(act))
+        term, s, y, d = (t.index_select(0, more) for t in (term, s, y, d))
+        j += 1
+    return count
+
+
+# log(k!) − (k·ln k − k + ½·ln(2πk)) for k < 16 (the series below is used from 16 on)
+_STIRLING_ERR = tuple(
+    0.0 if k == 0 else math.lgamma(k + 1) - (k * math.log(k) - k + 0.5 * math.log(2 * math.pi * k))
+    for k in range(16)
+)
+
+
+def _log_poisson_pmf(k: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """ln P(K = k) for K ~ Poisson(lam), k ≥ 0 integral (float64), lam > 0: as
+    −[k·ln(k/λ) − (k − λ)] − ½·ln(2πk) − stirlerr(k) with ln(k/λ) = log1p((k − λ)/λ), so the
+    large terms of −λ + k·ln λ − ln k! never cancel (absolute error ≈ 10⁻¹⁶·|k − λ|)."""
+    k1 = k.clamp(min=1.0)
+    d = k1 - lam
+    core = torch.log1p(d / lam).mul_(k1).sub_(d)
+    z = k1.reciprocal()
+    z2 = z * z
+    series = z * (1 / 12 - z2 * (1 / 360 - z2 * (1 / 1260 - z2 * (1 / 1680 - z2 / 1188))))
+    small = torch.tensor(_STIRLING_ERR, dtype=k.dtype, device=k.device)
+    stirl = torch.where(k1 < 16, small[k1.clamp(max=15).to(torch.int64)], series)
+    out = core.neg_().sub_(torch.log(k1 * (2 * math.pi)).mul_(0.5)).sub_(stirl)
+    return torch.where(k == 0, -lam, out)
+
+
+def _poisson_ptrs(lam: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Exact Poisson(lam) for lam ≥ POISSON_TABLE_MAX (1-D float64), as int64, from g.
+
+    Hörmann's PTRS (1993): U uniform on (−½, ½), us = ½ − |U|, k = ⌊(2a/us + b)·U + λ +
+    0.43⌋, accepted when V·α/(a/us² + b) ≤ P(k), V uniform on [0, 1), with its quick
+    accept (us ≥ 0.07, V ≤ v_r) and quick reject (us < 0.013, V > us). α is raised by
+    _PTRS_MARGIN so that the hat dominates, v_r lowered by its square so that the quick
+    accept stays inside the acceptance region with room to spare (physics.md). Rejected
+    draws are redrawn, in order, from the same generator.
+    """
+    k = torch.empty(lam.shape, dtype=torch.int64, device=lam.device)
+    todo = torch.arange(lam.numel(), device=lam.device)
+    lam_t = lam
+    while todo.numel():
+        b = lam_t.rsqrt().mul_(lam_t).mul_(2.53).add_(0.931)  # √λ as λ·rsqrt(λ): see _sqrt_counts
+        a = b.mul(0.02483).sub_(0.059)
+        u = torch.rand(todo.shape, dtype=torch.float64, device=lam.device, generator=g)
+        v = torch.rand(todo.shape, dtype=torch.float64, device=lam.device, generator=g)
+        u.sub_(0.5)
+        us = u.abs().neg_().add_(0.5)
+        x = torch.addcdiv(b, a, us, value=2.0).mul_(u).add_(lam_t).add_(0.43)
+        kk = x.clamp(max=2.0**62).to(torch.int64)  # truncation = floor where x ≥ 0
+        vr = b.sub(2.0).reciprocal_().mul_(-3.6224).add_(0.9277).div_(_PTRS_MARGIN**2)
+        ok = (us >= 0.07) & (v <= vr)
+        test = (~ok) & (x >= 0) & ((us >= 0.013) | (v <= us))
+        ti = test.nonzero().squeeze(1)
+        if ti.numel():
+            bt, at, ust = b.index_select(0, ti), a.index_select(0, ti), us.index_select(0, ti)
+            alpha = bt.sub(3.4).reciprocal_().mul_(1.1328).add_(1.1239).mul_(_PTRS_MARGIN)
+            lhs = torch.log(v.index_select(0, ti).mul_(alpha).div_(at / (ust * ust) + bt))
+            rhs = _log_poisson_pmf(kk.index_select(0, ti).double(), lam_t.index_select(0, ti))
+            ok.index_copy_(0, ti, lhs <= rhs)
+        done = ok.nonzero().squeeze(1)
+        k.index_copy_(0, todo.index_select(0, done), kk.index_select(0, done))
+        rest = (~ok).nonzero().squeeze(1)
+        todo, lam_t = todo.index_select(0, rest), lam_t.index_select(0, rest)
+    return k
+
+
+def _poisson_exact(
+    lam: torch.Tensor, g: torch.Generator, table: torch.Tensor, out: torch.Tensor
+) -> None:
+    """out ← exact Poisson(lam) for one image's rates (1-D, float, ≥ 0; out 1-D, float),
+    from g only.
+
+    On the CPU in pieces of _CPU_PIECE (one piece elsewhere): first the table draws of every
+    piece, then the remainders of all candidates, then PTRS for rates ≥ POISSON_TABLE_MAX;
+    so the stream an image consumes depends on its rates alone.
+    """
+    n = lam.numel()
+    piece = _CPU_PIECE if lam.device.type == "cpu" else max(n, 1)
+    draw = _TableDraw(min(piece, n), table, lam.dtype)
+    cands: list[torch.Tensor] = []
+    bigs: list[torch.Tensor] = []
+    for start in range(0, n, piece):
+        lp, kp = lam[start : start + piece], out[start : start + piece]
+        lo, hi = _value_range(lp)
+        if lo >= POISSON_TABLE_MAX:
+            bigs.append(torch.arange(start, start + lp.numel(), device=lam.device))
+            continue
+        if hi < POISSON_TABLE_MAX:
+            cand = draw(lp, g, kp)
+        else:
+            small = lp < POISSON_TABLE_MAX
+            at = small.nonzero().squeeze(1)
+            kt = torch.empty(at.shape, dtype=out.dtype, device=out.device)
+            cand = at.index_select(0, draw(lp.index_select(0, at), g, kt))
+            kp.index_copy_(0, at, kt)
+            bigs.append((~small).nonzero().squeeze(1).add_(start))
+        cands.append(cand.add_(start))
+    for part in torch.cat(cands).split(piece) if cands else ():  # ≤ a piece at a time
+        if part.numel():
+            extra = _poisson_remainder(lam.index_select(0, part).double(), g)
+            out.index_add_(0, part, extra.to(out.dtype))
+    for part in torch.cat(bigs).split(piece) if bigs else ():
+        out.index_copy_(0, part, _poisson_ptrs(lam.index_select(0, part).double(), g).to(out.dtype))
+
+
 def sample_poisson(
-    lam: torch.Tensor, gens: Sequence[torch.Generator], min_var: float = NORMAL_APPROX_MIN_VAR
+    lam: torch.Tensor, gens: Sequence[torch.Generator], min_var: float = math.inf
 ) -> torch.Tensor:
-    """Poisson(lam) per pixel; exact where lam < min_var, rounded normal elsewhere."""
+    """Poisson(lam) per pixel; exact where lam < min_var (everywhere by default), a rounded
+    normal elsewhere (the count-domain families pass NORMAL_APPROX_MIN_VAR).
+
+    ``lam`` is N×H×W (float, ≥ 0); image i draws from ``gens[i]`` only, so its counts do
+    not depend on the rest of the batch. Exact draws: alias tables below
+    POISSON_TABLE_MAX, PTRS above (docs/physics.md, "Sampling").
+    """
+    table = _poisson_table(str(lam.device))
+    n_img = lam.shape[0]
+    if math.isinf(min_var):
+        k = torch.empty_like(lam)
+        lam_flat, k_flat = lam.reshape(n_img, -1), k.view(n_img, -1)
+
+        def fill(i: int) -> None:
+            _poisson_exact(lam_flat[i], gens[i], table, k_flat[i])
+
+        _each_image(lam.device, n_img, fill)
+        return k
+    lows = lam.reshape(n_img, -1).amin(dim=1).tolist()
+    if min(lows) >= min_var:  # the rounded normal only (the same numbers as below)
+        k = _normal(lam.shape, gens, lam)
+        return k.mul_(lam.sqrt()).add_(lam).round_().clamp_(min=0.0)
     small = lam < min_var
-    all_small = small.reshape(small.shape[0], -1).all(1).tolist()
+    all_small = small.reshape(n_img, -1).all(1).tolist()
     k = _normal(lam.shape, gens, lam, skip=all_small)
     k.mul_(lam.sqrt()).add_(lam).round_().clamp_(min=0.0)
 
     def draw(rates: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        return torch.poisson(rates, generator=g)
+        counts = torch.empty_like(rates)
+        _poisson_exact(rates, g, table, counts)
+        return counts
 
     _exact_part(k, small, lam, gens, draw)
     return k

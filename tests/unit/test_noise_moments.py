@@ -9,8 +9,9 @@ for the ``m`` i.i.d. pixels of the draw (a uniform image is m independent draws 
 value): SE(mean) = sd/√m, SE(variance) = √(E[(d² − s²)²]/m) from the sample's own fourth
 moment (exact for any distribution, large m). A 5-sigma band fails a correct sampler with
 probability ≈ 6×10⁻⁷ per check. Where the documented sampler replaces an exact draw by a
-rounded normal (count variance ≥ NORMAL_APPROX_MIN_VAR) the variance band is widened by the
-1/12 of a count that rounding adds (Sheppard's correction).
+rounded normal (count variance ≥ NORMAL_APPROX_MIN_VAR, count-domain families only) the
+variance band is widened by the 1/12 of a count that rounding adds (Sheppard's correction);
+the image-domain ``poisson`` family draws exact Poisson counts at every rate.
 """
 
 from __future__ import annotations
@@ -94,9 +95,12 @@ def assert_moments(
     )
 
 
-def count_pmf(kind: str, n: float, a: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def count_pmf(
+    kind: str, n: float, a: float = 1.0, exact_below: float = NORMAL_APPROX_MIN_VAR
+) -> tuple[np.ndarray, np.ndarray]:
     """Distribution of one pixel's count as documented: exact binomial(n, a) / Poisson(n)
-    where the variance is below NORMAL_APPROX_MIN_VAR, else a rounded normal with the same
+    where the variance is below ``exact_below`` (NORMAL_APPROX_MIN_VAR for the count-domain
+    families, ∞ for the image-domain ``poisson``), else a rounded normal with the same
     mean and variance clamped to [0, n] (binomial) or [0, ∞) (Poisson)."""
     if kind == "binomial":
         mu, var, top = n * a, n * a * (1 - a), n
@@ -106,7 +110,7 @@ def count_pmf(kind: str, n: float, a: float = 1.0) -> tuple[np.ndarray, np.ndarr
     lo = max(0, math.floor(mu - 15 * sd - 2))
     hi = min(top, math.ceil(mu + 15 * sd + 2))
     k = np.arange(lo, hi + 1, dtype=np.float64)
-    if var < NORMAL_APPROX_MIN_VAR:
+    if var < exact_below:
         pmf = stats.binom.pmf(k, n, a) if kind == "binomial" else stats.poisson.pmf(k, n)
     else:
         cdf = stats.norm.cdf((k + 0.5 - mu) / sd)
@@ -376,12 +380,11 @@ def test_gaussian_matches_clipped_normal(sigma: float, p: float) -> None:
 def test_image_poisson_matches_clipped_poisson(rate: float, p: float) -> None:
     p32 = float(np.float32(p))
     y = NoiseSpec("poisson", rate).apply(uniform(p, 128), seed=10)
-    k, pmf = count_pmf("poisson", p32 * rate)
+    k, pmf = count_pmf("poisson", float(np.float32(p32 * rate)), exact_below=math.inf)
     mean, var = pmf_moments(np.minimum(k / rate, 1.0), pmf)
     assert_moments(y.double().numpy().ravel(), mean, var, what=f"poisson {rate} at {p}")
     if stats.poisson.sf(rate, p32 * rate) < 1e-9:  # away from clipping: mean p, var p/r
-        extra = SHEPPARD / rate**2 if p32 * rate >= NORMAL_APPROX_MIN_VAR else 0.0
-        assert_moments(y.double().numpy().ravel(), p32, p32 / rate, var_extra=extra)
+        assert_moments(y.double().numpy().ravel(), p32, p32 / rate)
 
 
 # --- exact small-count region vs normal approximation -------------------------------------
@@ -444,9 +447,16 @@ def test_sample_binomial_kolmogorov_distance(n: int, a: float) -> None:
 @pytest.mark.parametrize("lam", [3.0, 20.0, 30.0, 400.0])
 def test_sample_poisson_kolmogorov_distance(lam: float) -> None:
     shape = (1, 256, 512)
+    # exact by default (the image-domain family)
     g = torch.Generator().manual_seed(13)
     draws = sample_poisson(torch.full(shape, lam), [g]).numpy().ravel()
     m = draws.size
+    k = np.arange(0, math.ceil(lam + 15 * math.sqrt(lam) + 2))
+    emp = np.searchsorted(np.sort(draws), k, side="right") / m
+    assert float(np.abs(emp - stats.poisson.cdf(k, lam)).max()) < dkw(m)
+    # with the count domain's threshold: the documented rounded normal from 25 on
+    g = torch.Generator().manual_seed(13)
+    draws = sample_poisson(torch.full(shape, lam), [g], NORMAL_APPROX_MIN_VAR).numpy().ravel()
     k, pmf = count_pmf("poisson", lam)
     emp = np.searchsorted(np.sort(draws), k, side="right") / m
     assert float(np.abs(emp - np.cumsum(pmf)).max()) < dkw(m)

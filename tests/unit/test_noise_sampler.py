@@ -23,7 +23,13 @@ import pytest
 import torch
 from scipy import stats
 
-from robusttest.noise import ALIAS_TAIL_MASS, NORMAL_APPROX_MIN_VAR, sample_binomial, sampling
+from robusttest.noise import (
+    ALIAS_TAIL_MASS,
+    NORMAL_APPROX_MIN_VAR,
+    sample_binomial,
+    sample_poisson,
+    sampling,
+)
 
 M = 1 << 18  # draws per distribution check
 DELTA = 1e-6
@@ -235,6 +241,24 @@ def test_each_image_draws_the_same_in_any_batch(
         assert (k >= 0).all() and (k <= imgs[nm]).all() and torch.equal(k, k.round())
 
 
+def test_binomial_draws_do_not_depend_on_the_thread_count() -> None:
+    """Mixed images go through the exact sampler in parallel threads: same bytes as one."""
+    a = 0.02
+    region = sampling._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
+    n = torch.stack(
+        [counts_image(s, 0, 2 * region) for s in range(3)] + [counts_image(9, region, 2 * region)]
+    )
+    out = []
+    before = torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            out.append(sample_binomial(n, a, [torch.Generator().manual_seed(s) for s in range(4)]))
+        finally:
+            torch.set_num_threads(before)
+    assert torch.equal(out[0], out[1])
+
+
 def test_tiny_dose_uses_tables_sized_to_the_image(no_torch_binomial: None) -> None:
     a = 3e-4  # the exact region (n < 83,361) exceeds ALIAS_MAX_ROWS
     region = sampling._exact_region_rows(a, NORMAL_APPROX_MIN_VAR)
@@ -280,3 +304,296 @@ def test_alias_sampler_on_cuda(no_torch_binomial: None) -> None:
     tab = sampling._alias_table(0.02, rows, str(dev))
     assert tab is not None and tab.table.device.type == "cuda"
     assert sampling._alias_table(0.02, rows, str(dev)) is tab  # moved to the device once
+
+
+# --- the exact Poisson sampler -------------------------------------------------------------
+# Rates below POISSON_TABLE_MAX: alias tables of the grid rates i·h plus the remainder
+# Poisson(δ); from POISSON_TABLE_MAX on: PTRS with a widened hat (docs/physics.md).
+def implied_poisson_pmf() -> tuple[np.ndarray, np.ndarray]:
+    """Decode the stored Poisson tables into the distribution each row samples (rows × 256
+    counts) and the rows' rates."""
+    e = sampling._poisson_table_cpu().numpy().reshape(-1, sampling._POIS_WIDTH)
+    rows, width = e.shape
+    keep = (e >> 16) / 2.0**sampling._POIS_P_BITS
+    own, alias = e & 255, (e >> 8) & 255
+    assert (keep >= 0).all() and (keep < 1).all()
+    pmf = np.zeros((rows, 256))
+    r = np.repeat(np.arange(rows), width)
+    np.add.at(pmf, (r, own.ravel()), keep.ravel() / width)
+    np.add.at(pmf, (r, alias.ravel()), (1 - keep).ravel() / width)
+    return pmf, np.arange(rows) / sampling._POIS_GRID
+
+
+def test_poisson_tables_are_the_poisson_up_to_the_documented_tail() -> None:
+    pmf, lam = implied_poisson_pmf()
+    assert lam[-1] < sampling.POISSON_TABLE_MAX <= lam[-1] + 1 / sampling._POIS_GRID
+    k = np.arange(256)
+    exact = stats.poisson.pmf(k[None, :], lam[:, None])
+    exact[0] = k == 0  # rate 0: the count 0
+    # total variation: the two documented tails (< 1e-12) plus the keep thresholds' 2⁻⁴⁷
+    tv = 0.5 * np.abs(pmf - exact).sum(1) + 0.5 * (1 - exact.sum(1))
+    assert tv.max() < ALIAS_TAIL_MASS + 1e-13
+
+
+def pooled_chi2_ok(draws: np.ndarray, pmf_at: np.ndarray, ks: np.ndarray) -> None:
+    chi2, dof = chi2_stat(draws, pmf_at, ks)
+    assert chi2 < stats.chi2.ppf(1 - DELTA, dof), f"chi2 {chi2:.1f} on {dof} dof"
+
+
+POISSON_RATES = [
+    0.0,
+    0.01,
+    1 / 32 - 1e-6,  # a remainder just below h: every table draw is of row 0
+    0.7,
+    3.0,
+    7.3,
+    24.99,  # the old exact region ended at 25 …
+    25.0,  # … and the rounded normal took over
+    40.0,
+    59.5,
+    63.99,  # the largest table rate
+    64.0,  # PTRS from here
+    100.0,
+    1000.0,
+    12345.6,
+]
+
+
+@pytest.mark.parametrize("lam", POISSON_RATES)
+def test_poisson_sampler_matches_scipy(lam: float) -> None:
+    g = torch.Generator().manual_seed(int(lam * 1000) + 1)
+    draws = sample_poisson(torch.full((1, 512, 512), lam), [g]).numpy().ravel()
+    assert draws.size == M
+    assert np.array_equal(draws, np.rint(draws)) and draws.min() >= 0
+    if lam == 0.0:
+        assert (draws == 0).all()
+        return
+    lam32 = float(np.float32(lam))  # the rate the sampler sees
+    ks = np.arange(0, math.ceil(lam32 + 20 * math.sqrt(lam32) + 10))
+    pooled_chi2_ok(draws, stats.poisson.pmf(ks, lam32), ks)
+    emp = np.searchsorted(np.sort(draws), ks, side="right") / draws.size
+    assert float(np.abs(emp - stats.poisson.cdf(ks, lam32)).max()) < dkw(draws.size)
+
+
+def test_poisson_remainder_is_the_conditional_poisson() -> None:
+    """The remainder alone, for candidates: P(j | candidate) = P(Poisson(δ) = j)/h for
+    j ≥ 1. At δ = 0.03 about 1.4 % of candidates take two arrivals and 0.014 % three."""
+    h = 1 / sampling._POIS_GRID
+    delta = 0.03
+    lam = torch.full((1 << 20,), 5 + delta, dtype=torch.float64)  # row 5·32, δ = 0.03
+    count = sampling._poisson_remainder(lam, torch.Generator().manual_seed(8)).numpy()
+    ks = np.arange(6)
+    pmf = stats.poisson.pmf(ks, delta) / h
+    pmf[0] = 1 - stats.poisson.sf(0, delta) / h
+    assert count.max() >= 2  # the loop over later arrivals took part
+    pooled_chi2_ok(count, pmf, ks)
+
+
+def test_every_poisson_table_row_is_addressed_right() -> None:
+    """Every grid rate, plus a fixed fraction of a step: a row mix-up shifts the mean by
+    ≥ h. The c draws of one rate sum to Poisson(c·λ) exactly: an exact two-sided test per
+    rate (Bonferroni)."""
+    rows = int(sampling.POISSON_TABLE_MAX * sampling._POIS_GRID)
+    rates = np.arange(rows) / sampling._POIS_GRID + 0.4 / sampling._POIS_GRID
+    lam = torch.from_numpy(rates.astype(np.float32)).repeat(-(-M // rows))[:M].view(1, 512, 512)
+    k = sample_poisson(lam, [torch.Generator().manual_seed(7)]).double().numpy().ravel()
+    idx = np.tile(np.arange(rows), -(-M // rows))[:M]
+    sums = np.rint(np.bincount(idx, weights=k, minlength=rows)).astype(np.int64)
+    mu = np.bincount(idx, weights=lam.double().numpy().ravel(), minlength=rows)
+    p_value = 2 * np.minimum(stats.poisson.cdf(sums, mu), stats.poisson.sf(sums - 1, mu))
+    assert p_value.min() > DELTA / rows, f"rate {rates[p_value.argmin()]}: p = {p_value.min():.2e}"
+
+
+def ptrs_hat_ratios(lam: float, margin: float) -> tuple[float, float, float]:
+    """For PTRS at rate lam with α × margin and v_r ÷ margin², over every count k: the largest
+    P(k)·(a/us² + b)/α (≤ 1: the hat dominates), the smallest such ratio over v_r where the
+    quick accept applies (us ≥ 0.07; ≥ 1: it accepts only inside the acceptance region) and
+    the largest ratio over us where the quick reject applies (us < 0.013; ≤ 1). Exact per k:
+    x(U) = (2a/us + b)·U + λ + 0.43 is increasing, so each k owns the U-interval between
+    x⁻¹(k) and x⁻¹(k + 1), and a/us² + b is monotone in |U| on each side of 0."""
+    b = 0.931 + 2.53 * math.sqrt(lam)
+    a = -0.059 + 0.02483 * b
+    alpha = (1.1239 + 1.1328 / (b - 3.4)) * margin
+    vr = (0.9277 - 3.6224 / (b - 2)) / margin**2
+    sd = math.sqrt(lam)
+    # beyond 12 SD P(k) < e⁻⁷² while a/us² + b grows only as (k − λ)²: the ratio is negligible
+    k = np.arange(max(0, math.floor(lam - 12 * sd)), math.ceil(lam + 12 * sd) + 1, dtype=float)
+
+    def u_at(xv: np.ndarray) -> np.ndarray:
+        """x⁻¹: solve (2a/(½ − |U|) + b)·U = y for U with the sign of y."""
+        y = np.abs(xv - lam - 0.43)
+        # b·U² − (b/2 + 2a + y)·U + y/2 = 0, the root in [0, ½)
+        p = b / 2 + 2 * a + y
+        root = (p - np.sqrt(p * p - 2 * b * y)) / (2 * b)
+        return np.sign(xv - lam - 0.43) * root
+
+    lo, hi = u_at(k), u_at(k + 1)
+    pk = stats.poisson.pmf(k, lam)
+
+    def hat(u: np.ndarray) -> np.ndarray:
+        us = 0.5 - np.abs(u)
+        return a / (us * us) + b
+
+    # sup over [lo, hi] of a/us² + b: at the end farther from 0 (both ends if across 0)
+    sup_h = np.maximum(hat(lo), hat(hi))
+    h_ratio = float((pk * sup_h / alpha).max())
+    # quick accept: us ≥ 0.07 ⇔ |U| ≤ 0.43; inf over the part of each interval inside it
+    lo_c, hi_c = np.clip(lo, -0.43, 0.43), np.clip(hi, -0.43, 0.43)
+    inside = lo_c < hi_c
+    inf_h = np.where((lo_c <= 0) & (hi_c >= 0), b + 4 * a, np.minimum(hat(lo_c), hat(hi_c)))
+    q_ratio = float((pk * inf_h / alpha / vr)[inside].min())
+    # quick reject: us < 0.013; ratio/us grows towards |U| = ½, so take the outer end
+    outer = np.where(np.abs(lo) > np.abs(hi), lo, hi)
+    us_o = 0.5 - np.abs(outer)
+    r_ratio = float(np.where(us_o < 0.013, pk * hat(outer) / alpha / us_o, 0.0).max())
+    return h_ratio, q_ratio, r_ratio
+
+
+@pytest.mark.parametrize(
+    "lam", [64.0, 64.3, 70.0, 81.7, 100.0, 150.0, 300.0, 1000.0, 1e4, 1e5, 1e6, 1e7]
+)
+def test_ptrs_hat_dominates_with_the_margin(lam: float) -> None:
+    h_ratio, q_ratio, r_ratio = ptrs_hat_ratios(lam, sampling._PTRS_MARGIN)
+    assert h_ratio <= 1.0 and q_ratio >= 1.0 and r_ratio <= 1.0
+
+
+def test_ptrs_published_hat_does_not_dominate() -> None:
+    """Why the margin: with Hörmann's constants as published (and as numpy uses them) the
+    hat falls below the target near the edges of a count's interval, by 0.5 % at λ = 10 and
+    0.25 % at λ = 64: there PTRS would accept with probability 1 instead of > 1."""
+    assert ptrs_hat_ratios(10.0, 1.0)[0] > 1.004
+    assert ptrs_hat_ratios(64.0, 1.0)[0] > 1.002
+    assert max(ptrs_hat_ratios(lam, 1.0)[0] for lam in (64.0, 70.0, 100.0)) < sampling._PTRS_MARGIN
+
+
+@pytest.mark.slow
+def test_ptrs_hat_dominates_on_a_dense_grid() -> None:
+    """Rates 64 … 300 in steps of 1/16, to 1000 in steps of 1/4, then 200 geometric steps to
+    10⁹: the hat's largest ratio stays below 0.995 (it is 0.9927, near λ = 65) and the quick
+    accept's smallest above 1.01 (1.0115; its dip near λ = 64.457 is the same to four
+    digits on a grid of 1/256)."""
+    grid = np.concatenate(
+        [
+            np.arange(64.0, 300.0, 1 / 16),
+            np.arange(300.0, 1000.0, 0.25),
+            np.geomspace(1000.0, 1e9, 200),
+        ]
+    )
+    worst_h, worst_q, worst_r = 0.0, math.inf, 0.0
+    for lam in grid:
+        h, q, r = ptrs_hat_ratios(float(lam), sampling._PTRS_MARGIN)
+        worst_h, worst_q, worst_r = max(worst_h, h), min(worst_q, q), max(worst_r, r)
+    assert worst_h < 0.995 and worst_q > 1.01 and worst_r < 0.1
+
+
+@pytest.mark.parametrize("lam", [64.0, 100.5, 1000.0, 12345.6])
+def test_log_poisson_pmf_matches_scipy(lam: float) -> None:
+    sd = math.sqrt(lam)
+    k = np.arange(0, math.ceil(lam + 30 * sd), dtype=np.float64)
+    got = sampling._log_poisson_pmf(
+        torch.from_numpy(k), torch.full(k.shape, lam, dtype=torch.float64)
+    )
+    want = stats.poisson.logpmf(k, lam)
+    # scipy's own rounding grows with λ·ln λ (≈ 1e-11 at 1e4); ours stays near 1e-14
+    assert np.abs(got.numpy() - want).max() < 1e-10
+
+
+# the clipped family output next to the clip
+@pytest.mark.parametrize(("rate", "p"), [(60.0, 0.95), (25.0, 0.97), (12.0, 1.0), (100.0, 0.9)])
+def test_poisson_family_next_to_the_clip_is_the_clipped_poisson(rate: float, p: float) -> None:
+    """clip(K/r, 0, 1) with K ~ Poisson(p·r): the counts below r one by one, the rest in the
+    clipped bin at 1. At rate 60, p = 0.95 the old rounded normal gave a distribution this
+    test rejects by a wide margin (its expected chi-square is computed below)."""
+    from robusttest.noise import NoiseSpec
+
+    lam = float(np.float32(np.float32(p) * np.float32(rate)))
+    y = NoiseSpec("poisson", rate).apply(torch.full((1, 512, 512), p), seed=21).numpy().ravel()
+    r = int(rate)
+    k = np.where(y >= 1.0, r, np.rint(y.astype(np.float64) * rate)).astype(np.int64)
+    assert np.allclose(k[y < 1] / rate, y[y < 1], rtol=0, atol=1e-6)
+    ks = np.arange(r + 1)
+    pmf = stats.poisson.pmf(ks, lam)
+    pmf[-1] = stats.poisson.sf(r - 1, lam)  # the clipped bin: K ≥ r
+    pooled_chi2_ok(k, pmf, ks)
+    if rate == 60.0:  # the check can fail: the old sampler's distribution is far off
+        sd = math.sqrt(lam)
+        cdf = stats.norm.cdf((ks[:-1] + 0.5 - lam) / sd)
+        old = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
+        expected_chi2 = M * float(((old - pmf) ** 2 / pmf).sum())
+        assert expected_chi2 > 3 * stats.chi2.ppf(1 - DELTA, r)
+
+
+# --- per-image determinism of the Poisson sampler -------------------------------------------
+def rates_image(seed: int, low: float, high: float, side: int = 300) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.meshgrid(np.linspace(0, 1, side), np.linspace(0, 1, side), indexing="ij")
+    f = 0.5 + 0.5 * np.sin(6 * xx + rng.uniform(0, 6)) * np.cos(4 * yy + rng.uniform(0, 6))
+    return torch.from_numpy((low + (high - low) * f).astype(np.float32))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("one_piece", [False, True], ids=["cpu-pieces", "whole-image"])
+@pytest.mark.parametrize("min_var", [math.inf, NORMAL_APPROX_MIN_VAR])
+def test_poisson_each_image_draws_the_same_in_any_batch(
+    one_piece: bool, threads: int, min_var: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if one_piece:  # the CUDA layout: one piece per image
+        monkeypatch.setattr(sampling, "_CPU_PIECE", 1 << 30)
+    imgs = {
+        "tables": rates_image(1, 0.0, 63.0),
+        "mixed": rates_image(2, 0.0, 200.0),  # tables, PTRS and (min_var) the normal
+        "ptrs": rates_image(3, 64.0, 5000.0),
+        "tiny": rates_image(4, 0.0, 0.05),
+    }
+    seeds = {"tables": 11, "mixed": 12, "ptrs": 13, "tiny": 14}
+
+    def run(names: list[str]) -> dict[str, torch.Tensor]:
+        gens = [torch.Generator().manual_seed(seeds[nm]) for nm in names]
+        out = sample_poisson(torch.stack([imgs[nm] for nm in names]), gens, min_var)
+        return dict(zip(names, out, strict=True))
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        alone = {nm: run([nm])[nm] for nm in imgs}
+        for order in (["tables", "mixed", "ptrs", "tiny"], ["tiny", "ptrs", "mixed", "tables"]):
+            for nm, k in run(order).items():
+                assert torch.equal(k, alone[nm]), f"{nm} changed with the batch {order}"
+    finally:
+        torch.set_num_threads(before)
+    for nm, k in alone.items():
+        assert (k >= 0).all() and torch.equal(k, k.round()), nm
+
+
+def test_poisson_draws_do_not_depend_on_the_thread_count() -> None:
+    lam = torch.stack([rates_image(s, 0.0, 150.0) for s in range(4)])
+    out = []
+    before = torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            gens = [torch.Generator().manual_seed(s) for s in range(4)]
+            out.append(sample_poisson(lam, gens))
+        finally:
+            torch.set_num_threads(before)
+    assert torch.equal(out[0], out[1])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_poisson_sampler_on_cuda() -> None:
+    dev = torch.device("cuda")
+    for lam in (0.7, 24.99, 59.5, 100.0):
+        g = torch.Generator(device=dev).manual_seed(5)
+        x = torch.full((1, 512, 512), lam, device=dev)
+        k = sample_poisson(x, [g])
+        assert k.device.type == "cuda"
+        draws = k.cpu().numpy().ravel()
+        lam32 = float(np.float32(lam))
+        ks = np.arange(0, math.ceil(lam32 + 20 * math.sqrt(lam32) + 10))
+        pooled_chi2_ok(draws, stats.poisson.pmf(ks, lam32), ks)
+        g1 = torch.Generator(device=dev).manual_seed(5)
+        g2 = torch.Generator(device=dev).manual_seed(6)
+        both = sample_poisson(torch.cat([x, x * 0 + 3]), [g1, g2])
+        assert torch.equal(both[0], k[0])
+    assert sampling._poisson_table(str(dev)).device.type == "cuda"
