@@ -291,15 +291,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 130
     code = 0 if result.passed else 1
     if settings.baseline is not None:
-        code = max(code, _against_baseline(result, settings.baseline, settings.baseline_tolerance))
+        code = max(code, _against_baseline(result, settings))
     return 2 if failed_writes else code
 
 
-def _against_baseline(result: Any, baseline: Path, tolerance: float) -> int:
+def _against_baseline(result: Any, settings: Any) -> int:
     from robusttest.compare import compare
-    from robusttest.results import RunResult
+    from robusttest.report.cli import read_results
 
-    cmp = compare(RunResult.read(baseline), result, tolerance=tolerance)
+    baseline = settings.baseline
+    common, per_metric = settings.baseline_tolerances()
+    cmp = compare(
+        read_results(baseline),
+        result,
+        tolerance=common,
+        tolerances=per_metric,
+        fail_on_ungated=settings.baseline_fail_on_ungated,
+    )
     print(f"against {baseline}: {cmp.summary()}")
     if not cmp.ok:
         print(cmp.format_text(all_cases=False))

@@ -14,7 +14,6 @@ invocation directory, ini paths to the ini file's directory (as pytest does).
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,14 +74,17 @@ def parse_lanes(value: object) -> int:
     return _int(value, 1, "batch × condition items run at once, each on one core")
 
 
-def parse_tolerance(value: object) -> float:
+def parse_tolerance(value: object) -> tuple[str | None, str]:
+    """``METRIC=VALUE`` (``hd95=2``, ``hd95=10%``: in the metric's unit or a percentage of
+    the base value) or a bare ``VALUE`` for every metric; checked, kept as text."""
+    from robusttest.compare import parse_tolerance_option
+
+    text = str(value).strip()
     try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise SettingsError(f"{value!r} is not a number") from None
-    if not math.isfinite(number) or number < 0:
-        raise SettingsError(f"{value!r} is not a finite number >= 0")
-    return number
+        metric, _ = parse_tolerance_option(text)
+    except ConfigError as exc:
+        raise SettingsError(str(exc).removeprefix("tolerance ")) from None
+    return metric, text.partition("=")[2].strip() if metric is not None else text
 
 
 def parse_bool(value: object) -> bool:
@@ -273,10 +275,25 @@ OPTIONS: tuple[RunOption, ...] = (
     RunOption(
         "baseline_tolerance",
         "--robust-baseline-tolerance",
-        "metric change allowed before --robust-baseline reports a regression (default 0.01)",
-        metavar="TOL",
+        "worsening allowed before --robust-baseline reports a regression: METRIC=VALUE in "
+        "the metric's unit (dice=0.02, hd95=2), or a percentage of the base value with a "
+        "trailing percent sign; a bare VALUE applies to every metric (default: each "
+        "metric's own: dice 0.01, hd95 10 percent); a regression must also be beyond the "
+        "runs' CIs; repeatable",
+        kind="repeatable",
+        metavar="METRIC=TOL",
         parse=parse_tolerance,
         cli="--baseline-tolerance",
+        ini_type="args",
+    ),
+    RunOption(
+        "baseline_fail_on_ungated",
+        "--robust-baseline-fail-on-ungated",
+        "with --robust-baseline, fail on ungated cases that got worse too (default: reported)",
+        kind="switch",
+        parse=parse_bool,
+        cli="--baseline-fail-on-ungated",
+        ini_type="bool",
     ),
     RunOption(
         "no_cache",
@@ -346,7 +363,9 @@ class RunSettings:
     html: Path | None = None
     reports: tuple[tuple[str, Path], ...] = ()
     baseline: Path | None = None
-    baseline_tolerance: float = 0.01
+    # (metric or None for every metric, tolerance text), as given
+    baseline_tolerance: tuple[tuple[str | None, str], ...] = ()
+    baseline_fail_on_ungated: bool = False
     cache: bool = True
     cache_dir: Path | None = None
     batch_size: int = 16
@@ -402,6 +421,17 @@ class RunSettings:
         settings.check_outputs()
         return settings
 
+    def baseline_tolerances(self) -> tuple[str | None, dict[str, str]]:
+        """(the tolerance for every metric or None, the per-metric ones) for compare()."""
+        common: str | None = None
+        per_metric: dict[str, str] = {}
+        for metric, tol in self.baseline_tolerance:
+            if metric is None:
+                common = tol
+            else:
+                per_metric[metric] = tol
+        return common, per_metric
+
     def outputs(self) -> list[tuple[str, Path]]:
         """Every report to write: (format, path), --robust-json and --robust-html first."""
         out: list[tuple[str, Path]] = []
@@ -455,9 +485,11 @@ def _convert(o: RunOption, raw: Any, base: Path) -> Any:
         items = raw if isinstance(raw, (list, tuple)) else str(raw).split()
         if o.kind == "paths":
             return tuple(_resolve(_as_text(x), base) for x in items)
-        if o.parse is not None:  # FORMAT=PATH pairs
+        if o.parse is parse_report:  # FORMAT=PATH pairs
             pairs = [parse_report(x) if isinstance(x, str) else x for x in items]
             return tuple((fmt, _resolve(p, base)) for fmt, p in pairs)
+        if o.parse is not None:
+            return tuple(o.parse(x) if isinstance(x, str) else x for x in items)
         # a suite is a name or a path: only path-like values are made absolute
         return tuple(
             str(_resolve(t, base)) if _looks_like_path(t) else t for t in map(_as_text, items)

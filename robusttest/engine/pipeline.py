@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +64,20 @@ def evaluate(
     suite: Suite,
     dataset: Dataset,
     options: EngineOptions | None = None,
+    *,
+    cases: Collection[str] | None = None,
+    selected_by: str | None = None,
 ) -> RunResult:
-    """Evaluate an already loaded model on an opened dataset."""
+    """Evaluate an already loaded model on an opened dataset.
+
+    ``cases``: the ids of the grid's cases to evaluate and judge (None: the whole grid);
+    only their conditions are computed. ``selected_by``: how they were chosen, in words
+    (e.g. ``pytest -m quantum``), recorded with them in ``provenance["selection"]``.
+    """
     options = options or EngineOptions()
     started = _now()
     t0 = time.perf_counter()
-    ev = Evaluator(runner, dataset, suite, options)
+    ev = Evaluator(runner, dataset, suite, options, cases=cases)
     update, close = _progress_bar(len(dataset), options.progress, f"{suite.name}")
     records: list[ImageRecord] = []
     completed = True
@@ -77,6 +85,8 @@ def evaluate(
     try:
         for rec in ev.records(update):
             records.append(rec)
+            if options.stop is not None and options.stop.is_set():
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         completed, error = False, "interrupted"
     finally:
@@ -97,7 +107,8 @@ def evaluate(
     t_eval = time.perf_counter() - t0
     # An interrupt before any image finished leaves nothing to judge: no cases, and the
     # report says "incomplete: 0 images" rather than failing gates on n = 0.
-    cases = summarise(records, suite, ev.plan) if records else []
+    judged = [c.case_id for c in ev.cases]
+    results = summarise(records, suite, ev.plan, judged) if records else []
     gallery = make_gallery(ev, records) if completed else []
     provenance = {
         "robusttest_version": __version__,
@@ -115,6 +126,15 @@ def evaluate(
             "skipped": [list(x) for x in dataset.skipped],
             "describe": _jsonable(dataset.describe()),
         },
+        "selection": {
+            "n_grid": len(ev.grid),
+            "n_selected": len(judged),
+            "cases": judged,
+            "by": selected_by if cases is not None else None,
+        },
+        "not_evaluated": [
+            {"target": name, "reason": why} for name, why in ev.full_plan.not_evaluated
+        ],
         "seed": suite.seed,
         "repeats": suite.repeats,
         "device": torch.device(runner.device).type,  # noise streams differ by device type
@@ -136,7 +156,7 @@ def evaluate(
         "error": error,
     }
     return RunResult(
-        cases=tuple(cases),
+        cases=tuple(results),
         records=tuple(records),
         provenance=provenance,
         run=run_info,
@@ -176,11 +196,14 @@ def run(
     progress: bool | None = None,
     gallery: int = 2,
     lanes: int | None = None,
+    cases: Collection[str] | None = None,
 ) -> RunResult:
     """Evaluate ``model`` under ``suite`` (default: chosen from the model card's task).
 
     ``threads`` caps the model's CPU threads; ``lanes`` how many batch × condition items
-    run at once (default: see ``Evaluator.lanes``). Neither changes a number.
+    run at once (default: see ``Evaluator.lanes``). Neither changes a number. ``cases``:
+    evaluate and judge only these case ids of the grid (their numbers are those of the
+    whole grid's run, except the Holm adjustment, which spans the cases judged).
 
     >>> result = robusttest.run("fixtures/models/lungs_tinyunet.onnx")  # doctest: +SKIP
     >>> result.passed, result.counts()                                  # doctest: +SKIP
@@ -206,4 +229,5 @@ def run(
         gallery=gallery,
         lanes=lanes,
     )
-    return evaluate(runner, s, dataset, options)
+    by = "robusttest.run(cases=...)" if cases is not None else None
+    return evaluate(runner, s, dataset, options, cases=cases, selected_by=by)

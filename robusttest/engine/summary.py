@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -69,11 +69,22 @@ def _targets(by_cond: _ByCondition, label: str) -> dict[str, int]:
     return {r.image_id: int(r.targets.get(label, 0)) for r in by_cond.groups.get(CLEAN, [])}
 
 
-def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> list[CaseResult]:
-    """Per-case statistics and verdicts, Holm-adjusted p-values across the grid."""
+def summarise(
+    records: Sequence[ImageRecord],
+    suite: Suite,
+    plan: TaskPlan,
+    cases: Collection[str] | None = None,
+) -> list[CaseResult]:
+    """Per-case statistics and verdicts, Holm-adjusted p-values across the cases judged.
+
+    ``cases``: the case ids to judge (None: the plan's whole grid).
+    """
     results: list[CaseResult] = []
     pairs = {f"{a}-vs-{b}": (a, b) for a, b in plan.pairwise}
     specs = plan_cases(suite, plan)
+    if cases is not None:
+        wanted = set(cases)
+        specs = [s for s in specs if s.case_id in wanted]
     by_cond = _ByCondition(records)
     for cs in specs:
         K = 1 if cs.condition == CLEAN else suite.repeats
@@ -95,7 +106,8 @@ def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> l
             cvec = clean[:, 0]
             boot = S.paired_bootstrap(cvec, noisy, pids, higher_is_better=hib, **boot_kw)
             if cs.condition != CLEAN:
-                w = S.wilcoxon_paired(cvec, noisy)
+                # on patient means: the unit the bootstrap resamples
+                w = S.wilcoxon_paired(cvec, noisy, pids)
                 p_value, test = w.p_value, "wilcoxon"
         else:
             cls_metric = M.classification_metric(cs.metric)
@@ -136,9 +148,12 @@ def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> l
                 message=judged.message,
                 reason=boot.reason,
                 failed_limits=judged.failed,
+                relative_ci_low=boot.relative_ci_low,
+                relative_ci_high=boot.relative_ci_high,
+                test_unit=None if test is None else "patient",
             )
         )
-    # Holm across every noisy case of the grid that has a p-value
+    # Holm across every noisy case judged that has a p-value
     idx = [i for i, r in enumerate(results) if r.p_value is not None]
     if idx:
         adj = S.holm([float(results[i].p_value or 0.0) for i in idx])
@@ -205,7 +220,7 @@ def _set_case(
     boot = replace(boot, n=len(y))  # images, not image × repeat draws
     if cs.condition == CLEAN:
         return boot, None, None
-    tested = metric.paired_test(y, s_clean, s_noisy[:, 0])
+    tested = metric.paired_test(y, s_clean, s_noisy[:, 0], groups)
     if tested is None:
         return boot, None, None
     return boot, tested[0], f"{tested[1]} (repeat 0)"

@@ -131,17 +131,40 @@ def summary_line(result: RunResult) -> str:
         parts.append(f"{c['error']} errors")
     parts.append(f"{c['no-gate']} reported without a gate")
     line = f"{verdict_word(result)}: {len(result.cases)} cases: " + ", ".join(parts)
+    selected = [sel for _, sel in result.selections()]
+    n_sel = sum(int(s.get("n_selected", 0)) for s in selected)
+    n_grid = sum(int(s.get("n_grid", 0)) for s in selected)
+    if selected and n_sel < n_grid:
+        line += f"; {n_sel} of {n_grid} cases selected"
+    skipped = list(dict.fromkeys(t for _, t, _ in result.not_evaluated()))
+    if skipped:
+        line += f"; not evaluated: {', '.join(skipped)}"
     if not result.completed:
         n = len({r.image_id for r in result.records})
-        why = result.run.get("error") or "interrupted"
-        line += f" ({why} after {n} images; the reports say so)"
+        why = "; ".join(result.incomplete_reasons()) or "interrupted"
+        line += f" ({why}; {n} images evaluated; the reports say so)"
     return line
+
+
+def coverage_lines(result: RunResult) -> list[str]:
+    """What the cases cover, one line each: a selection smaller than the grid (and how it
+    was made), and every name of the model or the data that got no case, with why."""
+    lines = []
+    for suite, sel in result.selections():
+        k, n = int(sel.get("n_selected", 0)), int(sel.get("n_grid", 0))
+        if k < n:
+            by = f" by {sel['by']}" if sel.get("by") else ""
+            lines.append(f"{suite}: {k} of the grid's {n} cases selected{by}")
+    for suite, target, why in result.not_evaluated():
+        lines.append(f"{suite}: {target} not evaluated: {why}")
+    return lines
 
 
 __all__ = [
     "RENDERERS",
     "Renderer",
     "Written",
+    "coverage_lines",
     "get_renderer",
     "register_renderer",
     "render_stamp",
