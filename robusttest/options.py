@@ -418,7 +418,7 @@ class RunSettings:
             sources=sources,
             **values,
         )
-        settings.check_outputs()
+        settings.check_outputs(names=cli_names)
         return settings
 
     def baseline_tolerances(self) -> tuple[str | None, dict[str, str]]:
@@ -442,18 +442,28 @@ class RunSettings:
         out.extend(self.reports)
         return out
 
-    def check_outputs(self, others: Mapping[str, Path | None] | None = None) -> None:
+    def check_outputs(
+        self,
+        others: Mapping[str, Path | None] | None = None,
+        *,
+        names: Mapping[str, str] | None = None,
+    ) -> None:
         """No two outputs (and no output and the baseline) may be the same file.
 
-        ``others``: outputs of the front end (e.g. pytest's --junitxml), by flag.
+        ``others``: outputs of the front end (e.g. pytest's --junitxml), by flag; ``names``:
+        the front end's spelling of each field (default: the pytest flags).
         """
+
+        def flag(field_name: str) -> str:
+            return (names or {}).get(field_name, option_for(field_name).flag)
+
         named: list[tuple[str, Path]] = [
-            (option_for(fmt).flag if fmt in ("json", "html") else f"--robust-report {fmt}", p)
+            (flag(fmt) if fmt in ("json", "html") else f"{flag('reports')} {fmt}", p)
             for fmt, p in self.outputs()
         ]
-        named += [(flag, p) for flag, p in (others or {}).items() if p is not None]
+        named += [(f, p) for f, p in (others or {}).items() if p is not None]
         if self.baseline is not None:
-            named.append(("--robust-baseline", self.baseline))
+            named.append((flag("baseline"), self.baseline))
         seen: dict[Path, str] = {}
         for flag, p in named:
             key = Path(p).expanduser().resolve()

@@ -126,7 +126,7 @@ class Selection:
         self.by = other.by
 
 
-def selection_by(config: pytest.Config) -> str:
+def selection_by(config: pytest.Config, node_args: Sequence[str] = ()) -> str:
     """The pytest options that selected the items, as a command line fragment."""
     o = config.option
     parts: list[str] = []
@@ -140,7 +140,7 @@ def selection_by(config: pytest.Config) -> str:
         parts.append("--ff")
     for d in getattr(o, "deselect", None) or []:
         parts += ["--deselect", str(d)]
-    parts += [a for a in config.args if "::" in a]
+    parts += [a for a in [*config.args, *node_args] if "::" in a]
     return "pytest " + shlex.join(parts) if parts else "pytest"
 
 
@@ -182,6 +182,7 @@ class RobustSession:
         self.report_lines: list[str] = []
         self.baseline: RunResult | None = None
         self.selection = Selection()
+        self.node_args: list[str] = []
         self.outcomes: dict[str, str] = {}  # node id of a case item -> its pytest outcome
         self.crashed: dict[str, str] = {}  # node id -> why pytest never judged it
         self.lost_workers: list[str] = []
@@ -205,11 +206,28 @@ class RobustSession:
             self.prepare()
         except RobustTestError as exc:
             raise pytest.UsageError(str(exc)) from None
+        self.node_args = self._take_node_args()
         for family in self.families():
             if family not in MARKERS:  # a user-registered noise family
                 self.config.addinivalue_line(
                     "markers", f"{family}: robusttest case under {family} noise"
                 )
+
+    def _take_node_args(self) -> list[str]:
+        """Node ids of session-level items given as test paths (``robusttest::lungs::...``,
+        as pytest prints them): pytest would look for a file ``robusttest``, so they leave
+        ``config.args`` and select the items themselves (pytest_collection_modifyitems)."""
+        suites = {ms.suite_name for ms in self.session_level()}
+        ours = [
+            a
+            for a in self.config.args
+            if a.split("::")[0] == ROOT_NODEID
+            and len(a.split("::")) > 1
+            and (a.split("::")[1] in suites or a.split("::")[1].startswith("robust-baseline["))
+        ]
+        for a in ours:
+            self.config.args.remove(a)
+        return ours
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         return [
@@ -243,7 +261,14 @@ class RobustSession:
             include_suites=include_suites,
         )
         # genitems fires the collect reports, so "collected N items" counts these items.
-        items.extend(session.genitems(root))
+        added = list(session.genitems(root))
+        if self.node_args:  # only the items named (or under a collector named) on the line
+            keep = [i for i in added if any(_names(i.nodeid, a) for a in self.node_args)]
+            dropped = [i for i in added if i not in keep]
+            if dropped:
+                config.hook.pytest_deselected(items=dropped)
+            added = keep
+        items.extend(added)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -261,7 +286,7 @@ class RobustSession:
         chosen: dict[str, set[str]] = {}
         full: set[str] = set()
         baseline_models: set[Path] = set()
-        sel = Selection(by=selection_by(self.config))
+        sel = Selection(by=selection_by(self.config, self.node_args))
         for item in items:
             if isinstance(item, RobustCaseItem):
                 key = item.model_suite.key
@@ -716,6 +741,11 @@ def _describe(result: RunResult) -> str:
     n = data.get("n_images", "?")
     device = result.run.get("device", "?")
     return f"sha256 {sha}, {n} images ({data.get('adapter', '?')}), device {device}"
+
+
+def _names(nodeid: str, arg: str) -> bool:
+    """Whether the node id ``arg`` names this item or a collector above it."""
+    return nodeid == arg or nodeid.startswith(arg + "::")
 
 
 def _junit_xml(config: pytest.Config) -> Any:

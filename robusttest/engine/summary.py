@@ -1,7 +1,9 @@
 """Per-case statistics: the records of a run become the grid's CaseResults, judged.
 
 Paired by construction: every case compares the same images clean and noisy; the
-bootstrap resamples patients; p-values are Holm-adjusted across the grid.
+bootstrap resamples patients, and the paired tests take the patient as their unit too
+(Wilcoxon on patient means, DeLong with Obuchowski's clustered variance; ``test_unit``
+says so); p-values are Holm-adjusted across the cases judged (the grid, or a selection).
 """
 
 from __future__ import annotations

@@ -84,9 +84,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
             "report: nothing to write; give --html OUT.html, --json OUT.json, --junit OUT.xml "
             "or --report FORMAT=PATH"
         )
+    seen: dict[Path, str] = {}
     for fmt, path in outputs:
         if _same_file(str(path), args.results):
             raise ConfigError(f"{fmt} output {path}: is the results file itself; choose another")
+        key = path.expanduser().resolve()
+        if key in seen:
+            raise ConfigError(
+                f"{fmt} output {path}: the same file as the {seen[key]} output; give each "
+                "report its own path"
+            )
+        seen[key] = fmt
     result = read_results(args.results)
     failed = False
     for written in write_reports(result, outputs, rendered_at=render_stamp()):
