@@ -465,13 +465,13 @@ class RunSettings:
         if self.baseline is not None:
             named.append((flag("baseline"), self.baseline))
         seen: dict[Path, str] = {}
-        for flag, p in named:
+        for name, p in named:
             key = Path(p).expanduser().resolve()
             if key in seen:
                 raise SettingsError(
-                    f"{flag} {p}: the same file as {seen[key]}; give each report its own path"
+                    f"{name} {p}: the same file as {seen[key]}; give each report its own path"
                 )
-            seen[key] = flag
+            seen[key] = name
 
 
 def _unset(raw: Any) -> bool:
