@@ -675,6 +675,8 @@ class RobustSession:
             results.append(result)
         if not results:
             return None
+        if self.lost_workers and all(r.completed for r in results):
+            self.notes += [f"{w}; every selected case was still judged" for w in self.lost_workers]
         return merge(results)
 
     def _unjudged(self, key: str, session: pytest.Session | None) -> str | None:
