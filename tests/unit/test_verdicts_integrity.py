@@ -201,3 +201,16 @@ def test_integrity_classification_results_verify(tmp_path: Path) -> None:
     from robusttest.report.cli import read_results
 
     assert read_results(path) == RunResult.read(path)
+
+
+def test_integrity_is_not_a_signature(tmp_path: Path) -> None:
+    # an edit consistent with its verdict, with the digest recomputed, is accepted: the
+    # digest guards against accidental or casual edits, not against forgery
+    def consistent(d: dict[str, Any]) -> None:
+        c = _case(d, PASSING)
+        c.update(noisy=c["noisy"] + 1e-6)
+
+    from robusttest.report.cli import read_results
+
+    edited = _edit(_written(tmp_path), consistent, resign=True)
+    assert read_results(edited).case(PASSING).verdict == "pass"
