@@ -27,6 +27,11 @@ SUITE = (
     .replace("dice: {min: 0.80, max_drop: 0.05}", "dice: {min: 0.5, max_drop: 0.4}")
 )
 SUITE = SUITE.replace("dice: {max_drop: 0.15}", "dice: {max_drop: 0.4}")
+# two levels per family keep the three runs short; the rules do not depend on the ladder
+SUITE = SUITE.replace("quantum: default ", "quantum: {dose: [0.5, 0.02]}")
+SUITE = SUITE.replace("electronic: default ", "electronic: {sigma_e: [5, 100]}")
+SUITE = SUITE.replace("gaussian: default ", "gaussian: {sigma: [0.04, 0.26]}")
+assert ": default " not in SUITE, SUITE
 
 
 def perturbed_model(path: Path, scale: float = 0.15) -> Path:
@@ -76,7 +81,7 @@ def test_compare_same_model_other_seed_exits_0(
     capsys.readouterr()
     assert cli.main(["compare", str(runs["seed0"]), str(runs["seed1"])]) == 0
     out = capsys.readouterr().out
-    assert "OK: 32 cases compared, 0 regression(s) beyond noise and tolerance" in out
+    assert "OK: 14 cases compared, 0 regression(s) beyond noise and tolerance" in out
     # the noise seed moves the numbers a little; never beyond the runs' CIs
     cmp = compare(RunResult.read(runs["seed0"]), RunResult.read(runs["seed1"]))
     assert any(c.delta > 0 for c in cmp.cases) and not any(c.beyond_noise for c in cmp.cases)
@@ -93,7 +98,7 @@ def test_compare_really_worse_model_exits_1_naming_the_cases(
     out = capsys.readouterr().out
     cmp = compare(RunResult.read(runs["seed0"]), RunResult.read(runs["worse"]))
     regressed = [c.case_id for c in cmp.regressions]
-    assert "lungs-dice[clean]" in regressed and len(regressed) >= 10
+    assert "lungs-dice[clean]" in regressed and len(regressed) >= 5
     assert all(c.metric == "dice" for c in cmp.regressions)  # HD95 is ungated: reported
     assert cmp.worse_ungated and all(c.metric == "hd95" for c in cmp.worse_ungated)
     rows = {line.split()[2]: line.split()[0] for line in out.splitlines()[2:] if "lungs-" in line}
@@ -107,7 +112,7 @@ def test_compare_run_baseline_uses_the_same_logic(
     RUN = suite_args
     base = str(runs["seed0"])
     assert cli.main(["run", str(MODEL), *RUN, "--seed", "1", "--baseline", base]) == 0
-    assert "OK: 32 cases compared" in capsys.readouterr().out
+    assert "OK: 14 cases compared" in capsys.readouterr().out
     worse = str(runs["worse_model"])
     assert cli.main(["run", worse, *RUN, "--baseline", base]) == 1
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Issue 14, point 9 (the library side; tests/plugin/test_verdicts_junit.py has pytest's):
+"""Issue 14, point 9 (the library side; tests/plugin/test_verdicts_junit_pytest.py has pytest's):
 one JUnit property per limit (limit_min, limit_max_drop, limit_max_relative_drop, whichever
 apply), beside the CI each is judged on; the model's name and sha256 and the suite's hash
 as testsuite properties; a ``type`` on each failure."""
