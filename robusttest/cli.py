@@ -175,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _register_card(sub: Any) -> None:
+    from robusttest.models.cli import register_cli
+
+    register_cli(sub)
+
+
 def _register_zoo(sub: Any) -> None:
     # the zoo is an application behind the `zoo` extra: its own module, which checks the extra
     from robusttest.zoo.cli import register_cli
@@ -341,6 +347,7 @@ _EXTRA_COMMANDS: list[Callable[[Any], None]] = [
     _register_run,
     _register_suite,
     _register_fixtures,
+    _register_card,
     _register_zoo,
     register_report_commands,
 ]

@@ -256,7 +256,7 @@ OPTIONS: tuple[RunOption, ...] = (
     RunOption(
         "reports",
         "--robust-report",
-        "write a report in a registered format (json, html, junit, or an extension's) to "
+        "write a report in a registered format (json, html, junit, pdf, or an extension's) to "
         "PATH; repeatable",
         kind="repeatable",
         metavar="FORMAT=PATH",

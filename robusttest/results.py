@@ -119,6 +119,9 @@ class CaseResult:
     message: str
     reason: str | None = None  # why a value is NaN, when it is
     failed_limits: tuple[str, ...] = ()  # gate kinds that failed ("min", "max_drop", ...)
+    # unit of clean/noisy/drop: "" for fractions, "mm" (HD95 with a known pixel spacing),
+    # "px" (without), "mm or px" (mixed); None in results written before units were recorded
+    unit: str | None = None
     relative_ci_low: float = math.nan  # CI of the relative drop (for max_relative_drop gates)
     relative_ci_high: float = math.nan
     test_unit: str | None = None  # what the paired test ranks: "patient" (means per patient)

@@ -110,6 +110,7 @@ class _Work:
         self.cache = cache
         self.ids = [s.image_id for s in batch]
         self.spacing = [s.pixel_spacing_mm for s in batch]
+        evaluator.spacing_seen.update(sp is not None for sp in self.spacing)
         self.x: torch.Tensor | None = None
         self.truth: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
@@ -194,6 +195,12 @@ class Evaluator:
             for r in range(suite.repeats):
                 self.conditions.append((spec.slug, spec, r))
         self._context: dict[str, str] = {}
+        self.spacing_seen: set[bool] = set()  # whether each batch's pixel spacing was known
+
+    def spacing_known(self) -> bool | None:
+        """True when every image evaluated had a known pixel spacing, False when none had,
+        None when some had (a spatial metric is then in mm for some images, px for others)."""
+        return next(iter(self.spacing_seen)) if len(self.spacing_seen) == 1 else None
 
     # --- noise ------------------------------------------------------------------------------
     def noisy(
@@ -243,7 +250,7 @@ class Evaluator:
         check_outputs(raw, ids, source=runner.path)
         seg = card.task == "segmentation"
         size = (out_size or (x.shape[-2], x.shape[-1])) if seg else None
-        probs = postprocess(raw, card, out_size=size)
+        probs = postprocess(raw, card, out_size=size, threshold=self.suite.threshold)
         idx = [self.plan.channel_index[t] for t in self.plan.targets]
         return probs if idx == list(range(probs.shape[1])) else probs[:, idx]
 

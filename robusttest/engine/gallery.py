@@ -1,5 +1,11 @@
-"""The report gallery: a few images at every condition and the worst cases, as thumbnails
-of the image with the prediction (and truth) outlined."""
+"""The report gallery: a few images at every condition and the worst case per condition.
+
+Segmentation: thumbnails with the prediction (and truth) outlined; the worst case is the
+image with the worst metric. Classification: thumbnails captioned with the ground truth
+and the score of every label; the worst case is the image whose score moved furthest
+toward the wrong answer (a positive label's score down, a negative one's up), since a
+set-level metric such as AUROC has no per-image value to rank by.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,8 @@ import base64
 import io
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -73,6 +80,82 @@ def overlay_png(image: np.ndarray, pred: np.ndarray, truth: np.ndarray | None) -
     return _png_b64(rgb)
 
 
+def _worst_segmentation(
+    records: Sequence[ImageRecord], cond: str, key: str, higher_is_better: bool
+) -> str | None:
+    """The image with the worst ``key`` under ``cond`` (repeat 0); ties: the first id."""
+    vals = [
+        (r.values.get(key, math.nan), r.image_id)
+        for r in records
+        if r.condition == cond and r.repeat == 0
+    ]
+    vals = [v for v in vals if not math.isnan(v[0])]
+    if not vals:
+        return None
+    return (min(vals) if higher_is_better else max(vals))[1]
+
+
+@dataclass(frozen=True)
+class Shift:
+    """How far one label's score moved toward the wrong answer under noise."""
+
+    image_id: str
+    label: str
+    truth: int
+    clean: float
+    noisy: float
+
+    @property
+    def toward_wrong(self) -> float:
+        return self.clean - self.noisy if self.truth else self.noisy - self.clean
+
+
+def worst_shift(records: Sequence[ImageRecord], cond: str, labels: Sequence[str]) -> Shift | None:
+    """The largest move toward the wrong answer of any label of any image under ``cond``
+    (noise repeat 0, against the same image clean); ties: the first image, then label."""
+    clean = {r.image_id: r for r in records if r.condition == CLEAN}
+    best: Shift | None = None
+    for r in sorted(records, key=lambda r: r.image_id):
+        if r.condition != cond or r.repeat != 0 or r.image_id not in clean:
+            continue
+        c = clean[r.image_id]
+        for label in labels:
+            key = f"score/{label}"
+            sc, sn = c.values.get(key, math.nan), r.values.get(key, math.nan)
+            if math.isnan(sc) or math.isnan(sn):
+                continue
+            shift = Shift(r.image_id, label, int(c.targets.get(label, 0)), sc, sn)
+            if best is None or shift.toward_wrong > best.toward_wrong:
+                best = shift
+    return best
+
+
+def classification_caption(
+    image_id: str,
+    cond: str,
+    labels: Sequence[str],
+    scores: Sequence[float],
+    truth: Mapping[str, int],
+    shift: Shift | None = None,
+) -> str:
+    """'id · condition · truth: ...' then, per line, the moved score (worst cases) and the
+    score of every label, the true ones marked ●."""
+    positives = [t for t in labels if truth.get(t, 0)]
+    lines = [f"{image_id} · {cond} · truth: {', '.join(positives) or 'none of the labels'}"]
+    if shift is not None:
+        lines.append(
+            f"{shift.label} {shift.clean:.2f} → {shift.noisy:.2f} "
+            f"(truth {shift.truth}; {shift.toward_wrong:+.2f} toward wrong)"
+        )
+    lines.append(
+        ", ".join(
+            f"{'●' if truth.get(t, 0) else ''}{t} {float(v):.2f}"
+            for t, v in zip(labels, scores, strict=True)
+        )
+    )
+    return "\n".join(lines)
+
+
 def make_gallery(ev: Evaluator, records: Sequence[ImageRecord]) -> list[GalleryItem]:
     """Thumbnails of a few images at every condition, plus the worst case per condition.
 
@@ -88,19 +171,21 @@ def make_gallery(ev: Evaluator, records: Sequence[ImageRecord]) -> list[GalleryI
     hib = M.get_metric(ev.plan.metrics[0]).higher_is_better if seg else True
     ids_sorted = sorted({r.image_id for r in records})
     wanted: dict[str, list[tuple[str, str]]] = defaultdict(list)  # image -> (condition, kind)
+    shifts: dict[str, Shift] = {}  # classification: the worst move per condition
     for cond in ev.condition_names:
         for image_id in ids_sorted[:n_show]:
             wanted[image_id].append((cond, "sample"))
-        if seg and key is not None and cond != CLEAN:
-            vals = [
-                (r.values.get(key, math.nan), r.image_id)
-                for r in records
-                if r.condition == cond and r.repeat == 0
-            ]
-            vals = [v for v in vals if not math.isnan(v[0])]
-            if vals:
-                worst = min(vals) if hib else max(vals)
-                wanted[worst[1]].append((cond, "worst"))
+        if cond == CLEAN:
+            continue
+        worst: str | None = None
+        if seg and key is not None:
+            worst = _worst_segmentation(records, cond, key, hib)
+        elif not seg:
+            shift = worst_shift(records, cond, ev.plan.targets)
+            if shift is not None:
+                shifts[cond], worst = shift, shift.image_id
+        if worst is not None:
+            wanted[worst].append((cond, "worst"))
     by_id = {r.image_id: r for r in ev.dataset.records}
     value_of = {
         (r.image_id, r.condition): r.values.get(key, math.nan) if key else math.nan
@@ -137,10 +222,14 @@ def make_gallery(ev: Evaluator, records: Sequence[ImageRecord]) -> list[GalleryI
                     caption = f"{image_id} · {cond} · {ev.plan.metrics[0]} {v:.3f}"
                 else:
                     overlay = ""
-                    scores = ", ".join(
-                        f"{t} {float(probs[j, k]):.2f}" for k, t in enumerate(ev.plan.targets[:4])
+                    caption = classification_caption(
+                        image_id,
+                        cond,
+                        ev.plan.targets,
+                        [float(p) for p in probs[j]],
+                        sample.labels or {},
+                        shifts.get(cond) if kind == "worst" else None,
                     )
-                    caption = f"{image_id} · {cond} · {scores}"
                 items.append(
                     GalleryItem(
                         suite=ev.suite.name,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 import platform
+import shlex
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -59,6 +62,72 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that started this process, as a shell would take it back
+    (``python -m pytest ...`` for a module run with ``-m``)."""
+    args = list(sys.argv if argv is None else argv)
+    if not args:
+        return ""
+    first = Path(args[0])
+    if first.name == "__main__.py":  # python -m PACKAGE
+        args[:1] = [Path(sys.executable).name, "-m", first.parent.name]
+    return shlex.join(args)
+
+
+def cpu_model() -> str:
+    """The processor's marketing name (platform.processor() says only "x86_64" on Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out:
+            return out
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def gpu_model(device: str) -> str | None:
+    """The GPU's name when ``device`` is a CUDA device (None otherwise: CUDA untouched)."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    return str(torch.cuda.get_device_name(dev))
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:  # the folder was removed under us
+        return ""
+
+
+def machine_facts(runner: ModelRunner) -> dict[str, Any]:
+    """Where and how this run was started: facts that differ between machines, so they go
+    in the results' ``run`` block, not the reproducible provenance."""
+    return {
+        "command": command_line(),
+        "cwd": _cwd(),
+        "model_path": str(Path(runner.path).resolve()),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpu": gpu_model(runner.device),
+    }
+
+
 def evaluate(
     runner: ModelRunner,
     suite: Suite,
@@ -108,7 +177,11 @@ def evaluate(
     # An interrupt before any image finished leaves nothing to judge: no cases, and the
     # report says "incomplete: 0 images" rather than failing gates on n = 0.
     judged = [c.case_id for c in ev.cases]
-    results = summarise(records, suite, ev.plan, judged) if records else []
+    results = (
+        summarise(records, suite, ev.plan, judged, spacing_known=ev.spacing_known())
+        if records
+        else []
+    )
     gallery = make_gallery(ev, records) if completed else []
     provenance = {
         "robusttest_version": __version__,
@@ -148,6 +221,7 @@ def evaluate(
         "device": runner.device,
         "host": platform.node(),
         "platform": platform.platform(),
+        **machine_facts(runner),
         "n_images_total": len(dataset),
         "batch_size": options.batch_size,
         "workers": options.workers,

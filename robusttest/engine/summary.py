@@ -76,10 +76,13 @@ def summarise(
     suite: Suite,
     plan: TaskPlan,
     cases: Collection[str] | None = None,
+    *,
+    spacing_known: bool | None = None,
 ) -> list[CaseResult]:
     """Per-case statistics and verdicts, Holm-adjusted p-values across the cases judged.
 
-    ``cases``: the case ids to judge (None: the plan's whole grid).
+    ``cases``: the case ids to judge (None: the plan's whole grid). ``spacing_known``
+    (``Evaluator.spacing_known``) decides a spatial metric's unit.
     """
     results: list[CaseResult] = []
     pairs = {f"{a}-vs-{b}": (a, b) for a, b in plan.pairwise}
@@ -150,6 +153,7 @@ def summarise(
                 message=judged.message,
                 reason=boot.reason,
                 failed_limits=judged.failed,
+                unit=metric.unit_for(spacing_known),
                 relative_ci_low=boot.relative_ci_low,
                 relative_ci_high=boot.relative_ci_high,
                 test_unit=None if test is None else "patient",

@@ -2,7 +2,9 @@
 
 A card travels with the model file (ONNX ``metadata_props``, a TorchScript or ``.pt2``
 extra file ``robusttest_card.json``) so that ``pytest --model zoo.onnx`` needs no other
-flag; a suite's ``model:`` section can supply or override any field.
+flag. A sidecar ``MODEL.card.yaml`` beside the model (any format) supplies or overrides
+fields without touching the model file, and a suite's ``model:`` section overrides both.
+``robusttest card init|show|set`` writes and reads cards (``robusttest.models.cli``).
 """
 
 from __future__ import annotations
@@ -11,17 +13,26 @@ import dataclasses
 import json
 import math
 import os
+import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, cast, get_args
+
+import yaml
 
 from robusttest.errors import ConfigError, ModelError
 
 Task = Literal["segmentation", "classification"]
 Activation = Literal["sigmoid", "softmax", "none"]
+#: How a segmentation output returns to the mask's size: ``probabilities`` = resize the
+#: probabilities (bilinear) and threshold at the mask's size; ``labels`` = threshold at the
+#: model's size and resize the labels (nearest neighbour), as many deployments do.
+ResizeBack = Literal["probabilities", "labels"]
 
 TASKS: tuple[str, ...] = get_args(Task)
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+RESIZE_BACK: tuple[str, ...] = get_args(ResizeBack)
 
 #: Prefix of the card's keys in ONNX ``metadata_props`` (values are JSON).
 METADATA_PREFIX = "robusttest."
@@ -32,6 +43,8 @@ CARD_FILENAME = "robusttest_card.json"
 SAVED_WITH_FILENAME = "robusttest_saved_with.json"
 #: Bumped when the stored layout changes incompatibly; readers accept what they know.
 CARD_FORMAT = "1"
+#: The sidecar card beside a model file: ``lungs.onnx`` → ``lungs.onnx.card.yaml``.
+SIDECAR_SUFFIX = ".card.yaml"
 
 # Fields a card cannot do without; the descriptive ones default to "unknown".
 REQUIRED_FIELDS: tuple[str, ...] = (
@@ -143,6 +156,8 @@ class ModelCard:
     ``mean``/``std`` apply after scaling pixels to [0, 1] (``(x - mean) / std``, per
     channel; one value is broadcast). ``output_activation`` is what turns the raw
     outputs into probabilities; ``"none"`` means the model already outputs them.
+    ``resize_back`` (segmentation): how a prediction returns to the mask's size (see
+    ``ResizeBack``); the default resizes the probabilities.
     """
 
     task: Task
@@ -157,6 +172,7 @@ class ModelCard:
     version: str = ""
     training_data: str = ""
     extra: Mapping[str, str] = field(default_factory=FrozenMap)
+    resize_back: ResizeBack = "probabilities"
 
     def __post_init__(self) -> None:
         # Normalise as well as check, so cards built from YAML/JSON (lists, ints) compare
@@ -171,6 +187,13 @@ class ModelCard:
                 "output_activation",
                 self.output_activation,
                 f"use one of {', '.join(ACTIVATIONS)} (none = the model outputs probabilities)",
+            )
+        if self.resize_back not in RESIZE_BACK:
+            raise _fail(
+                "resize_back",
+                self.resize_back,
+                "use probabilities (resize the probabilities, then threshold) or labels "
+                "(threshold at the model's size, then resize the labels, nearest neighbour)",
             )
         size_allowed = f"give [height, width] in pixels, each 1..{MAX_INPUT_SIDE}, or one number"
         size: object = self.input_size
@@ -373,20 +396,103 @@ def build_card(
     elif task is None:
         missing.append("labels (classification) or structures (segmentation)")
     if missing:
-        stored = "has no robusttest model card" if not fields else "has an incomplete model card"
-        raise ModelError(
-            f"{_where(source)}model {stored}; missing: {', '.join(missing)}. Give them in the "
-            "suite's model: section (e.g. model: {path: ..., task: classification, "
-            "input_size: [224, 224], channels: 3, mean: [0.485, 0.456, 0.406], "
-            "std: [0.229, 0.224, 0.225], labels: [Effusion], output_activation: sigmoid}), "
-            "or export the model with robusttest.models.export_onnx(model, path, card)"
-        )
+        raise ModelError(_missing_message(fields, missing, task, source))
     try:
         return ModelCard(**merged)
     except ConfigError as exc:
         raise ModelError(f"{_where(source)}{exc}") from None
     except TypeError as exc:  # e.g. a field given a value of a shape we cannot even read
         raise ModelError(f"{_where(source)}model card: {exc}") from None
+
+
+def _missing_message(
+    fields: Mapping[str, Any],
+    missing: list[str],
+    task: object,
+    source: str | os.PathLike[str] | None,
+) -> str:
+    """The no-card / incomplete-card error, with a command that fixes it."""
+    model = shlex.quote(os.fspath(source)) if source is not None else "MODEL"
+    what = ", ".join(missing)
+    if fields:
+        return (
+            f"{_where(source)}model has an incomplete model card (missing: {what}). Complete "
+            f"it: robusttest card set {model} FIELD=VALUE ... (see robusttest card set --help), "
+            "or give the fields in a suite model: section"
+        )
+    if task == "classification":
+        names = "--labels NAME,..."
+    elif task == "segmentation":
+        names = "--structures NAME,..."
+    else:
+        names = "--labels NAME,... (classification) or --structures NAME,... (segmentation)"
+    return (
+        f"{_where(source)}model has no robusttest model card (missing: {what}). Give it a "
+        f"card: robusttest card init {model} --task "
+        f"{task if isinstance(task, str) else 'classification|segmentation'} {names} "
+        "--mean M --std S --output-activation sigmoid|softmax|none (see robusttest card init "
+        "--help), or a suite model: section with those fields"
+    )
+
+
+# --- the sidecar card ----------------------------------------------------------------------
+def sidecar_path(model: str | os.PathLike[str]) -> Path:
+    """Where the sidecar card of ``model`` lives: ``lungs.onnx`` → ``lungs.onnx.card.yaml``."""
+    p = Path(model)
+    return p.with_name(p.name + SIDECAR_SUFFIX)
+
+
+def sidecar_fields(model: str | os.PathLike[str]) -> dict[str, Any]:
+    """The card fields in the sidecar beside ``model`` ({} when there is none), unvalidated."""
+    path = sidecar_path(model)
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the sidecar card ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: the sidecar card is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise ModelError(
+            f"{path}: the sidecar card is not valid YAML{at}; write one field per line, "
+            "e.g. 'task: segmentation' (robusttest card init writes it for you)"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ModelError(
+            f"{path}: the sidecar card must be a mapping of card fields (task: ..., "
+            f"input_size: [h, w], ...), got {type(data).__name__}"
+        )
+    known = set(field_names())
+    unknown = sorted(str(k) for k in data if k not in known and k != "card_format")
+    if unknown:
+        raise ModelError(
+            f"{path}: unknown card field(s) {', '.join(unknown)}; known fields: "
+            f"{', '.join(field_names())}"
+        )
+    return {k: v for k, v in data.items() if k in known}
+
+
+def with_sidecar(fields: Mapping[str, Any], model: str | os.PathLike[str]) -> dict[str, Any]:
+    """A model's stored card fields with its sidecar's on top (the sidecar wins)."""
+    return {**fields, **sidecar_fields(model)}
+
+
+def sidecar_text(card: ModelCard, model: str | os.PathLike[str]) -> str:
+    """The YAML of a sidecar card: every field, in the card's order."""
+    head = (
+        f"# robusttest model card of {Path(model).name} (card format {CARD_FORMAT}).\n"
+        "# Read beside the model by pytest --model and robusttest run; fields here override\n"
+        "# a card stored in the model file. Edit with: robusttest card set MODEL FIELD=VALUE\n"
+    )
+    body = yaml.safe_dump(
+        card.to_dict(), sort_keys=False, allow_unicode=True, width=100, default_flow_style=None
+    )
+    return head + body
 
 
 def card_from_any(value: ModelCard | Mapping[str, Any]) -> ModelCard:

@@ -29,6 +29,7 @@ from torch import nn
 from robusttest.errors import ConfigError, ModelError
 from robusttest.fsutil import atomic_write_bytes
 from robusttest.models.card import CARD_FILENAME, METADATA_PREFIX, SAVED_WITH_FILENAME, ModelCard
+from robusttest.models.files import check_external_data
 from robusttest.models.preprocess import postprocess
 
 INPUT_NAME = "input"
@@ -188,16 +189,45 @@ def export_onnx(
                     raise ModelError(
                         f"{target}: ONNX export failed: {type(exc).__name__}: {exc}"
                     ) from exc
-    # Replace any card a previous export left, then add ours.
+    _put_card(proto, card)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"{target}: exported ONNX model fails onnx.checker: {exc}") from exc
+    return write_atomic(target, proto.SerializeToString())
+
+
+def _put_card(proto: onnx.ModelProto, card: ModelCard) -> None:
+    """Replace any card a previous export left in ``proto``'s metadata with ``card``."""
     kept = [p for p in proto.metadata_props if not p.key.startswith(METADATA_PREFIX)]
     del proto.metadata_props[:]
     proto.metadata_props.extend(kept)
     for key, value in card.to_metadata().items():
         proto.metadata_props.add(key=key, value=value)
+
+
+def write_onnx_card(
+    model: str | os.PathLike[str], card: ModelCard, out: str | os.PathLike[str] | None = None
+) -> Path:
+    """Store ``card`` in an existing ONNX model's metadata: in a copy at ``out``, or in the
+    file itself when ``out`` is None. Everything else in the file is kept as it is."""
+    src = Path(model)
+    target = Path(out) if out is not None else src
+    if not isinstance(card, ModelCard):
+        raise ConfigError(f"write_onnx_card: card must be a ModelCard, got {type(card).__name__}")
     try:
-        onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as exc:
-        raise ModelError(f"{target}: exported ONNX model fails onnx.checker: {exc}") from exc
+        proto = onnx.load(str(src), load_external_data=False)
+    except Exception as exc:
+        raise ModelError(
+            f"{src}: not a readable ONNX model ({type(exc).__name__}: {exc})"
+        ) from None
+    external = check_external_data(proto, src)
+    if external and target.parent.resolve() != src.parent.resolve():
+        raise ModelError(
+            f"{src}: keeps its weights in {external[0].name} beside it; write the copy into "
+            f"the same folder ({src.parent}) so it finds them, or use the sidecar card"
+        )
+    _put_card(proto, card)
     return write_atomic(target, proto.SerializeToString())
 
 

@@ -15,7 +15,12 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
 from robusttest.errors import ModelError
-from robusttest.models.card import CARD_FILENAME, card_fields_from_json, card_fields_from_metadata
+from robusttest.models.card import (
+    CARD_FILENAME,
+    card_fields_from_json,
+    card_fields_from_metadata,
+    with_sidecar,
+)
 
 ModelFormat = Literal["onnx", "torchscript", "pt2"]
 
@@ -167,8 +172,14 @@ def check_external_data(proto: Any, path: str | os.PathLike[str]) -> list[Path]:
 
 
 def stored_card_fields(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The card fields stored in a model file (possibly none), read without loading the
-    model: ONNX metadata, or the card file inside a TorchScript / .pt2 archive."""
+    """The card fields of a model (possibly none), read without loading the model: ONNX
+    metadata or the card file inside a TorchScript / .pt2 archive, with the sidecar
+    ``MODEL.card.yaml`` on top."""
+    return with_sidecar(embedded_card_fields(path), path)
+
+
+def embedded_card_fields(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The card fields stored inside the model file itself (no sidecar)."""
     p = Path(path)
     fmt = detect_format(p)
     if fmt == "onnx":
@@ -190,3 +201,31 @@ def stored_card_fields(path: str | os.PathLike[str]) -> dict[str, Any]:
     with zipfile.ZipFile(p) as zf:
         raw = zf.read(name)
     return card_fields_from_json(raw, source=p) if raw else {}
+
+
+def onnx_input_dims(path: str | os.PathLike[str]) -> tuple[str, list[int | None]]:
+    """The name and dimensions of an ONNX model's image input (None: a dynamic axis),
+    read from the graph without loading the weights."""
+    import onnx
+
+    p = Path(path)
+    try:
+        proto = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:
+        raise ModelError(
+            f"{p}: not a readable ONNX model ({type(exc).__name__}: {exc}); "
+            "give an .onnx, TorchScript or .pt2 file"
+        ) from None
+    weights = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in weights]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs) or "none"
+        raise ModelError(
+            f"{p}: the graph has {len(inputs)} inputs ({names}); robusttest feeds exactly one "
+            "image batch"
+        )
+    dims = [
+        int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
+        for d in inputs[0].type.tensor_type.shape.dim
+    ]
+    return inputs[0].name, dims

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from robusttest.errors import ConfigError, ModelError
-from robusttest.models.card import build_card, card_fields_from_metadata
+from robusttest.models.card import build_card, card_fields_from_metadata, with_sidecar
 from robusttest.models.devices import resolve_device
 from robusttest.models.files import (
     ModelFormat,
@@ -65,7 +65,7 @@ class OnnxRunner:
         external = check_external_data(proto, self.path)
         metadata = {p.key: p.value for p in proto.metadata_props}
         self.card = build_card(
-            card_fields_from_metadata(metadata, source=self.path),
+            with_sidecar(card_fields_from_metadata(metadata, source=self.path), self.path),
             card_overrides,
             source=self.path,
         )

@@ -66,14 +66,21 @@ def _activate(raw: torch.Tensor, activation: str) -> torch.Tensor:
 
 
 def postprocess(
-    raw: torch.Tensor, card: ModelCard, out_size: tuple[int, int] | None = None
+    raw: torch.Tensor,
+    card: ModelCard,
+    out_size: tuple[int, int] | None = None,
+    *,
+    threshold: float = 0.5,
 ) -> torch.Tensor:
     """Raw model outputs → probabilities.
 
     Classification: N×L probabilities, L == len(card.labels). Segmentation: N×S×h×w
-    probabilities, S == len(card.structures), resized (bilinear) to ``out_size`` — the
-    mask's native resolution — when given. With softmax, one output more than the card
-    lists is taken as a leading background / negative class and dropped.
+    probabilities, S == len(card.structures), brought to ``out_size`` — the mask's native
+    resolution — when given, as ``card.resize_back`` says: ``probabilities`` resizes them
+    (bilinear); ``labels`` thresholds them at the model's size (``p > threshold``) and
+    resizes the 0/1 labels (nearest neighbour), so they come back as 0.0 or 1.0. With
+    softmax, one output more than the card lists is taken as a leading background /
+    negative class and dropped.
     """
     if not isinstance(raw, torch.Tensor):
         raise ModelError(f"model output: expected a tensor, got {type(raw).__name__}")
@@ -101,6 +108,11 @@ def postprocess(
             f"N×{want}×h×w (one channel per structure: {', '.join(card.structures)})"
         )
     probs = _select(raw, act, raw.shape[1], want, "channels", "structures", card.structures)
+    if out_size is not None and card.resize_back == "labels":
+        labels = (probs > threshold).to(torch.float32)
+        if tuple(labels.shape[-2:]) == tuple(out_size):
+            return labels
+        return F.interpolate(labels, size=tuple(out_size), mode="nearest-exact")
     if out_size is not None and tuple(probs.shape[-2:]) != tuple(out_size):
         # Antialiasing only changes a downsampling axis; upsampling both axes (the usual
         # case: the model's input is smaller than the mask) takes the faster plain kernel

@@ -24,6 +24,7 @@ from robusttest.models.card import (
     SAVED_WITH_FILENAME,
     build_card,
     card_fields_from_json,
+    with_sidecar,
 )
 from robusttest.models.devices import resolve_device
 from robusttest.models.files import ModelFormat, _pickle_refusal, detect_format
@@ -182,7 +183,7 @@ class TorchRunner:
         self._module = module
         raw_card = extra.get(CARD_FILENAME) or ""
         fields = card_fields_from_json(raw_card, source=self.path) if raw_card else {}
-        self.card = build_card(fields, card_overrides, source=self.path)
+        self.card = build_card(with_sidecar(fields, self.path), card_overrides, source=self.path)
         kind = "TorchScript" if fmt == "torchscript" else "torch.export"
         self.backend = f"torch {torch.__version__} {kind}"
 

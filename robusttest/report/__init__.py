@@ -19,12 +19,14 @@ from robusttest.report.base import (
 from robusttest.report.html import HtmlRenderer, render_html, write_html
 from robusttest.report.json import JsonRenderer
 from robusttest.report.junit import JUnitRenderer, case_properties
+from robusttest.report.pdf import PdfRenderer
 
 __all__ = [
     "RENDERERS",
     "HtmlRenderer",
     "JUnitRenderer",
     "JsonRenderer",
+    "PdfRenderer",
     "Renderer",
     "Written",
     "case_properties",

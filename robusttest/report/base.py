@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from robusttest.errors import ConfigError
+from robusttest.errors import ConfigError, RobustTestError
 from robusttest.fsutil import atomic_write_bytes
 from robusttest.registry import Registry
-from robusttest.results import RunResult
+from robusttest.results import CaseResult, RunResult
 
 
 class Renderer(abc.ABC):
@@ -110,10 +110,25 @@ def write_reports(
             done.append(Written(fmt, renderer.write(result, path, rendered_at=stamp)))
         except OSError as exc:
             done.append(Written(fmt, Path(path), exc.strerror or str(exc)))
+        except RobustTestError as exc:  # e.g. the pdf renderer finds no Chromium: its line
+            done.append(Written(fmt, Path(path), str(exc)))
         except Exception as exc:  # a broken renderer must fail the run, not vanish
             done.append(Written(fmt, Path(path), f"the {fmt} renderer failed: "
                                 f"{type(exc).__name__}: {exc}"))  # fmt: skip
     return done
+
+
+def unit_of(case: CaseResult) -> str:
+    """The unit of a case's values ("" for fractions). Results written before cases
+    recorded one take the metric's, "mm or px" for a spatial metric (the spacing is lost)."""
+    if case.unit is not None:
+        return case.unit
+    from robusttest.metrics import get_metric
+
+    try:
+        return get_metric(case.metric).unit_for(None)
+    except RobustTestError:  # a metric of an extension that is not installed here
+        return ""
 
 
 def verdict_word(result: RunResult) -> str:
@@ -169,6 +184,7 @@ __all__ = [
     "register_renderer",
     "render_stamp",
     "summary_line",
+    "unit_of",
     "verdict_word",
     "write_reports",
 ]

@@ -75,14 +75,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from robusttest.report.base import render_stamp, summary_line, write_reports
 
     outputs: list[tuple[str, Path]] = []
-    for fmt, path in (("html", args.html), ("json", args.json), ("junit", args.junit)):
+    named = (("html", args.html), ("json", args.json), ("junit", args.junit), ("pdf", args.pdf))
+    for fmt, path in named:
         if path:
             outputs.append((fmt, Path(path)))
     outputs += [(fmt, Path(p)) for fmt, p in map(parse_report, args.report or [])]
     if not outputs:
         raise ConfigError(
-            "report: nothing to write; give --html OUT.html, --json OUT.json, --junit OUT.xml "
-            "or --report FORMAT=PATH"
+            "report: nothing to write; give --html OUT.html, --json OUT.json, --junit OUT.xml, "
+            "--pdf OUT.pdf or --report FORMAT=PATH"
         )
     seen: dict[Path, str] = {}
     for fmt, path in outputs:
@@ -152,6 +153,11 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--html", metavar="OUT.html", help="write the HTML report here")
     p.add_argument("--json", metavar="OUT.json", help="write the (normalised) results JSON here")
     p.add_argument("--junit", metavar="OUT.xml", help="write JUnit XML (one testcase per case)")
+    p.add_argument(
+        "--pdf",
+        metavar="OUT.pdf",
+        help="print the HTML report to PDF (landscape; needs Chromium, or CHROMIUM=/path)",
+    )
     p.add_argument(
         "--report",
         action="append",

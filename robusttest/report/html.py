@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from robusttest.gates import CLEAN
-from robusttest.report.base import Renderer, coverage_lines, register_renderer
+from robusttest.report.base import Renderer, coverage_lines, register_renderer, unit_of
+from robusttest.report.css import CSS, PRINT_CSS
+from robusttest.report.numbers import plain_level, plain_number
 from robusttest.report.plots import Series, curve_svg
 from robusttest.results import CaseResult, GalleryItem, RunResult
 
@@ -49,11 +51,11 @@ def _ok(x: float | None) -> bool:
     return x is not None and math.isfinite(x)
 
 
-def _fmt(x: float | None, sig: int = 4) -> str:
-    """3–4 significant digits; an undefined value as an em dash."""
+def _fmt(x: float | None, sig: int = 3) -> str:
+    """3 significant digits without an exponent; an undefined value as an em dash."""
     if x is None or not math.isfinite(x):
         return "—"
-    return f"{x:.{sig}g}"
+    return plain_number(x, sig)
 
 
 def _fmt_signed(x: float | None, sig: int = 3) -> str:
@@ -61,7 +63,7 @@ def _fmt_signed(x: float | None, sig: int = 3) -> str:
         return "—"
     if abs(x) < 1e-12:  # float noise from subtracting equal means: print an honest 0
         return "0"
-    return f"{x:+.{sig}g}".replace("-", "−")
+    return plain_number(x, sig, signed=True)
 
 
 def _fmt_p(p: float | None) -> str:
@@ -232,19 +234,26 @@ HOW_TO_READ = (
 )
 
 
+def _unit_note(unit: str) -> str:
+    """' (mm)' after a header or label; nothing for a fraction."""
+    return f" ({_e(unit)})" if unit else ""
+
+
 def _case_table(target: str, metric: str, cases: Sequence[CaseResult]) -> str:
     hib = cases[0].higher_is_better
+    unit = unit_of(cases[0])
+    u = _unit_note(unit)
     rows = []
     for c in cases:
         noisy = _fmt(c.noisy)
         if c.reason and not _ok(c.noisy):
             noisy = f'— <span class="reason">{_e(c.reason)}</span>'
-        level = "" if c.level is None else f' <span class="lvl">({_e(f"{c.level:g}")})</span>'
+        level = "" if c.level is None else f' <span class="lvl">({_e(plain_level(c.level))})</span>'
         pts = f"{c.n} images, {c.n_patients} patients, {c.repeats} noise repeat(s)"
         ptitle = f"{c.test or 'no test'}; unadjusted p {_fmt_p(c.p_value)}"
         rows.append(
             f'<tr class="r-{_e(c.verdict)}" title="{_e(c.message)}">'
-            f"<td><code>{_e(c.condition)}</code></td>"
+            f'<td class="case"><code>{_e(c.case_id)}</code></td>'
             f"<td>{_e(c.severity or ('baseline' if c.is_baseline else '—'))}{level}</td>"
             f'<td class="num">{_fmt(c.clean)}</td><td class="num">{noisy}</td>'
             f'<td class="num">{"—" if c.is_baseline else _fmt_signed(c.drop)}</td>'
@@ -255,12 +264,13 @@ def _case_table(target: str, metric: str, cases: Sequence[CaseResult]) -> str:
             f"<td>{_badge(c.verdict)}</td></tr>"
         )
     better = "higher is better" if hib else "lower is better"
+    in_unit = f"in {_e(unit)}; " if unit else ""
     return (
-        f'<h4>{_e(metric)} · {_e(target)} <span class="muted">({better})</span></h4>'
+        f'<h4>{_e(metric)} · {_e(target)} <span class="muted">({in_unit}{better})</span></h4>'
         '<div class="scroll"><table class="cases"><thead><tr>'
-        "<th>Condition</th><th>Severity (level)</th><th>Clean</th><th>Noisy</th><th>Drop</th>"
-        "<th>Drop CI</th><th>p (Holm)</th><th>Gate</th><th>n</th><th>Verdict</th>"
-        "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
+        f"<th>Case</th><th>Severity (level)</th><th>Clean{u}</th><th>Noisy{u}</th>"
+        f"<th>Drop{u}</th><th>Drop CI{u}</th><th>p (Holm)</th><th>Gate</th><th>n</th>"
+        "<th>Verdict</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
     )
 
 
@@ -274,22 +284,40 @@ def _heat_colour(t: float) -> tuple[str, str]:
     return "#{:02x}{:02x}{:02x}".format(*rgb), ("#ffffff" if a > 0.6 else "#111111")
 
 
-def _heatmap(cases: Sequence[CaseResult]) -> str:
-    noisy = [c for c in cases if not c.is_baseline]
-    if not noisy:
-        return ""
-    conds = _unique([c.condition for c in noisy])
+HEAT_MAX_COLUMNS = 15  # noisy conditions per heat-map table: a landscape page holds them
+
+
+def _column_groups(conds: Sequence[str], fam_of: Mapping[str, str]) -> list[list[str]]:
+    """The heat map's columns (grouped by family) cut into tables of at most
+    HEAT_MAX_COLUMNS, whole families together where they fit, so a printed page keeps
+    every cell (a long family is cut in order)."""
+    groups: list[list[str]] = []
+    for fam in _unique([fam_of[c] for c in conds]):
+        cols = [c for c in conds if fam_of[c] == fam]
+        while cols:
+            if groups and len(groups[-1]) + len(cols) <= HEAT_MAX_COLUMNS:
+                groups[-1].extend(cols)
+                cols = []
+            else:
+                groups.append(cols[:HEAT_MAX_COLUMNS])
+                cols = cols[HEAT_MAX_COLUMNS:]
+    return groups
+
+
+def _heat_table(
+    cases: Sequence[CaseResult], conds: Sequence[str], noisy: Sequence[CaseResult]
+) -> str:
     fam_of = {c.condition: c.noise or c.condition for c in noisy}
     lvl_of = {c.condition: c for c in noisy}
     fams = _unique([fam_of[c] for c in conds])
-    conds = [c for f in fams for c in conds if fam_of[c] == f]  # columns grouped by family
     head1 = "".join(
         f'<th colspan="{sum(1 for c in conds if fam_of[c] == f)}" class="fam">{_e(f)}</th>'
         for f in fams
     )
+    levels = {c: lvl_of[c].level for c in conds}
     head2 = "".join(
-        f'<th title="{_e(c)}">{_e(_fmt(lvl_of[c].level) if lvl_of[c].level is not None else c)}</th>'
-        for c in conds
+        f'<th title="{_e(c)}">{_e(c if lv is None else plain_level(lv))}</th>'
+        for c, lv in levels.items()
     )
     rows = []
     for target, metric, pcases in _panels(cases):
@@ -310,18 +338,30 @@ def _heatmap(cases: Sequence[CaseResult]) -> str:
             cells.append(
                 f'<td class="heat" style="background:{bg};color:{fg}" '
                 f'title="{_e(c.case_id)}: {_e(c.message)}">'
-                f'<span class="sym">{sym}</span><br>{_fmt_signed(c.drop, 2)}</td>'
+                f'<span class="sym">{sym}</span><br>{_fmt_signed(c.drop)}</td>'
             )
+        unit = unit_of(pcases[0])
         rows.append(
-            f'<tr><th class="rowh">{_e(metric)} · {_e(target)}</th>'
+            f'<tr><th class="rowh">{_e(metric)} · {_e(target)}{_unit_note(unit)}</th>'
             f'<td class="num">{_fmt(clean)}</td>{"".join(cells)}</tr>'
         )
     return (
         '<div class="scroll"><table class="heatmap"><thead>'
         f'<tr><th rowspan="2">metric · target</th><th rowspan="2">clean</th>{head1}</tr>'
         f"<tr>{head2}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-        '<p class="legend">Cell text: drop (positive = worse) and verdict (✓ pass, ✗ fail, '
-        "· no gate, ! error). Colour: relative drop, "
+    )
+
+
+def _heatmap(cases: Sequence[CaseResult]) -> str:
+    noisy = [c for c in cases if not c.is_baseline]
+    if not noisy:
+        return ""
+    conds = _unique([c.condition for c in noisy])
+    fam_of = {c.condition: c.noise or c.condition for c in noisy}
+    tables = "".join(_heat_table(cases, g, noisy) for g in _column_groups(conds, fam_of))
+    return tables + (
+        '<p class="legend">Cell text: drop (positive = worse, in the row\'s unit) and verdict '
+        "(✓ pass, ✗ fail, · no gate, ! error). Colour: relative drop, "
         '<span class="sw" style="background:#b2182b"></span> worse … '
         '<span class="sw" style="background:#f7f7f7"></span> unchanged … '
         '<span class="sw" style="background:#2166ac"></span> better, '
@@ -351,7 +391,7 @@ def _cond_header(cond: str, cases: Sequence[CaseResult]) -> str:
     c = next((c for c in cases if c.condition == cond), None)
     if c is None or c.noise is None or c.level is None:
         return f"<code>{_e(cond)}</code>"
-    return f'<span title="{_e(cond)}">{_e(c.noise)}<br>{_e(f"{c.level:g}")}</span>'
+    return f'<span title="{_e(cond)}">{_e(c.noise)}<br>{_e(plain_level(c.level))}</span>'
 
 
 def _gallery(
@@ -398,10 +438,16 @@ def _gallery(
             f"<figcaption>{_e(g.caption)}</figcaption></figure>"
             for g in worst
         )
+        if any(g.overlay_png for g in worst):
+            what = "The image with the worst metric under each condition"
+        else:  # classification: a set-level metric has no per-image value to rank by
+            what = (
+                "The image whose score moved furthest toward the wrong answer under each "
+                "condition (a positive label's score down, a negative one's up)"
+            )
         out.append(
             "<h4>Worst case per condition</h4>"
-            '<p class="muted">The image with the worst metric under each condition (noise repeat 0).'
-            f'</p><div class="strip">{figs}</div>'
+            f'<p class="muted">{what} (noise repeat 0).</p><div class="strip">{figs}</div>'
         )
     return "\n".join(out)
 
@@ -419,6 +465,7 @@ def _curves(task_idx: int, cases: Sequence[CaseResult]) -> str:
             baseline,
             series,
             fig_id=f"t{task_idx}f{k}",
+            unit=unit_of(pcases[0]),
         )
         figs.append(f'<figure class="plot">{svg}</figure>')
     if not figs:
@@ -543,7 +590,20 @@ def _provenance(prov: Mapping[str, Any]) -> str:
     )
 
 
-_RUN_ORDER = ("started_at", "finished_at", "seconds_total", "seconds_evaluation", "device", "host")
+_RUN_ORDER = (
+    "started_at",
+    "finished_at",
+    "seconds_total",
+    "seconds_evaluation",
+    "command",
+    "cwd",
+    "model_path",
+    "device",
+    "gpu",
+    "cpu",
+    "cpu_count",
+    "host",
+)
 
 
 def _run_one(run: Mapping[str, Any]) -> str:
@@ -578,77 +638,6 @@ def _title(result: RunResult) -> str:
     return f"{model} on suite {suite}"
 
 
-CSS = """
-:root{--fg:#1b1f24;--muted:#57606a;--line:#d0d7de;--pass:#1A7F37;--fail:#B42318;
---nogate:#57606a;--error:#9A3412;--bg2:#f6f8fa}
-*{box-sizing:border-box}
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif;
-color:var(--fg);margin:0 auto;max-width:1320px;padding:16px 24px 48px;line-height:1.45;
-font-size:14px;background:#fff}
-h1{font-size:22px;margin:4px 0 2px}h2{font-size:19px;margin:28px 0 8px;
-border-bottom:2px solid var(--line);padding-bottom:4px}h3{font-size:16px;margin:20px 0 6px}
-h4{font-size:14px;margin:14px 0 4px}
-code{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px;
-overflow-wrap:anywhere}
-.muted{color:var(--muted);font-weight:normal;font-size:13px}
-.meta{color:var(--muted);margin:0 0 12px}
-nav{margin:8px 0;font-size:13px}nav a{margin-right:14px;color:#0550ae}
-.banner{color:#fff;border-radius:8px;padding:14px 18px;margin:10px 0 12px}
-.b-passed{background:#1A7F37}.b-failed{background:#B42318}.b-incomplete{background:#B54708}
-.verdict-word{font-size:30px;font-weight:800;letter-spacing:.04em}
-.verdict-counts{font-size:15px;margin-top:2px}
-.banner .failed-h{color:#fff;border:0;font-size:15px;margin:10px 0 4px;padding:0}
-.banner ul.failed{margin:0;padding-left:0;list-style:none;background:#fff;color:var(--fg);
-border-radius:6px;padding:8px 12px;max-height:340px;overflow:auto}
-.banner ul.failed li{margin:3px 0}
-.banner .incomplete{background:#fff;color:var(--fg);border-radius:6px;padding:8px 12px;margin:8px 0 0}
-.howto{background:var(--bg2);border-left:4px solid #0969da;padding:8px 12px;margin:8px 0}
-.badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;font-weight:700;
-white-space:nowrap;border:1px solid currentColor}
-.v-pass{color:var(--pass)}.v-fail{color:#fff;background:var(--fail);border-color:var(--fail)}
-.v-no-gate{color:var(--nogate);font-weight:500}.v-error{color:#fff;background:var(--error)}
-.scroll{overflow-x:auto}
-table{border-collapse:collapse;font-size:13px}
-th,td{padding:3px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
-thead th{background:var(--bg2);font-weight:600;white-space:nowrap}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-tr.r-fail td{background:#fdecea}tr.r-error td{background:#fff1e6}
-.reason{color:var(--muted);font-size:12px;white-space:normal}
-.lvl{color:var(--muted)}
-table.heatmap td.heat{text-align:center;font-variant-numeric:tabular-nums;white-space:nowrap;
-border:1px solid #fff;min-width:52px;padding:2px 4px;font-size:12.5px;line-height:1.25}
-table.heatmap thead th{text-align:center}
-table.heatmap th.fam{text-align:center;border-left:2px solid #fff}
-table.heatmap td.empty{background:#eee}
-.sym{font-weight:800}
-.sw{display:inline-block;width:12px;height:12px;border:1px solid #999;vertical-align:middle}
-.legend{font-size:12.5px;color:var(--muted)}
-.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:10px}
-figure{margin:0}figure.plot{border:1px solid var(--line);border-radius:6px;padding:4px}
-svg.curve{width:100%;height:auto;display:block}
-table.gallery td,table.gallery th{border:0;padding:3px}
-table.gallery th.rowh{white-space:nowrap;font-size:11.5px;vertical-align:middle}
-table.heatmap th.rowh,table.heatmap td{vertical-align:middle}
-table.gallery thead th{font-size:12px;vertical-align:bottom}
-table.gallery img{width:132px;height:auto;display:block;image-rendering:auto;border-radius:3px}
-figcaption{font-size:11.5px;color:var(--muted);max-width:160px;overflow-wrap:anywhere}
-.strip{display:flex;flex-wrap:wrap;gap:10px}
-figure.worst{border:1px solid var(--line);border-radius:6px;padding:6px;width:160px}
-figure.worst img{width:146px;height:auto;display:block}
-.wc{font-size:12px;margin-bottom:3px}
-.noimg{width:132px;height:132px;background:#eee;color:var(--muted);font-size:12px;
-display:flex;align-items:center;justify-content:center}
-.sr{position:absolute;left:-9999px}
-table.kv th{width:190px;font-weight:600;background:var(--bg2)}
-pre{background:var(--bg2);padding:8px;overflow:auto;max-height:420px;font-size:12px}
-details{margin:6px 0}summary{cursor:pointer;color:#0550ae}
-footer{margin-top:32px;color:var(--muted);font-size:12px;border-top:1px solid var(--line);
-padding-top:8px}
-@media print{.banner{-webkit-print-color-adjust:exact;print-color-adjust:exact}
-pre,.banner ul.failed{max-height:none}}
-"""
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -673,7 +662,7 @@ def render_html(result: RunResult, *, rendered_at: str | None = None) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="generator" content="robusttest">',
         f"<title>{state} · robusttest · {_e(title)}</title>",
-        f"<style>{CSS}</style></head><body>",
+        f"<style>{CSS}{PRINT_CSS}</style></head><body>",
         "<header>",
         f"<h1>Noise robustness report: {_e(title)}</h1>",
         f'<p class="meta">rendered {_e(stamp)}'

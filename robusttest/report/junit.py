@@ -16,7 +16,13 @@ import math
 import xml.etree.ElementTree as ET
 
 from robusttest.gates import FAILING
-from robusttest.report.base import Renderer, coverage_lines, register_renderer, summary_line
+from robusttest.report.base import (
+    Renderer,
+    coverage_lines,
+    register_renderer,
+    summary_line,
+    unit_of,
+)
 from robusttest.results import CaseResult, RunResult
 
 GATE_FAILURE_TYPE = "robusttest.GateFailure"
@@ -57,6 +63,7 @@ def case_properties(case: CaseResult) -> dict[str, str]:
     out["n"] = str(case.n)
     out["n_patients"] = str(case.n_patients)
     out["verdict"] = case.verdict
+    out["unit"] = unit_of(case)
     return out
 
 

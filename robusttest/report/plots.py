@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from robusttest.report.numbers import plain_level
 from robusttest.results import CaseResult
 
 # Okabe–Ito: distinguishable with the common colour-vision deficiencies.
@@ -23,6 +24,9 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#0
 LINESTYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P", "*")
 FAIL_COLOUR = "#B42318"
+# Horizontal offset between families' points at one severity step: families with the same
+# values (e.g. two noises that change nothing) would otherwise hide one another exactly.
+DODGE = 0.09
 
 _RC: dict[str, Any] = {
     "svg.fonttype": "none",
@@ -58,9 +62,14 @@ def _step_label(step: int, series: Sequence[Series]) -> str:
     head = sevs.pop() if len(sevs) == 1 and None not in sevs else f"step {step}"
     lines = [str(head)]
     for c in at:
-        lvl = "?" if c.level is None else f"{c.level:g}"
+        lvl = "?" if c.level is None else plain_level(c.level)
         lines.append(f"{c.noise or c.condition} {lvl}")
     return _mpl_text("\n".join(lines))
+
+
+def dodge(i: int, n: int) -> float:
+    """x offset of family ``i`` of ``n``: centred on the step, DODGE apart."""
+    return (i - (n - 1) / 2) * DODGE
 
 
 def curve_svg(
@@ -70,11 +79,14 @@ def curve_svg(
     baseline: CaseResult | None,
     series: Sequence[Series],
     fig_id: str,
+    unit: str = "",
 ) -> str:
     """SVG markup of one metric against severity step, one line per noise family.
 
-    x = 0 is the clean baseline, x = k the k-th level of each family; the band is the CI of
-    the noisy metric; failed gates get a cross so they read without colour.
+    x = 0 is the clean baseline, x = k the k-th level of each family, each family offset a
+    little sideways (``dodge``) so equal curves stay visible; the band is the CI of the
+    noisy metric; failed gates get a cross so they read without colour. ``unit`` labels the
+    y axis ("" for a fraction).
     """
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -97,7 +109,8 @@ def curve_svg(
         any_fail = False
         for i, s in enumerate(series):
             colour = PALETTE[i % len(PALETTE)]
-            xs = [0.0, *[float(k + 1) for k in range(len(s.cases))]]
+            dx = dodge(i, len(series))
+            xs = [dx, *[k + 1 + dx for k in range(len(s.cases))]]
             ys = [clean, *[c.noisy for c in s.cases]]
             lo = [c_lo, *[c.noisy_ci_low for c in s.cases]]
             hi = [c_hi, *[c.noisy_ci_high for c in s.cases]]
@@ -144,7 +157,13 @@ def curve_svg(
             floor = floors.pop()
             ax.axhline(floor, color="#555555", linestyle=(0, (2, 2)), linewidth=1.0)
             handles.append(
-                Line2D([], [], color="#555555", linestyle=(0, (2, 2)), label=f"min gate {floor:g}")
+                Line2D(
+                    [],
+                    [],
+                    color="#555555",
+                    linestyle=(0, (2, 2)),
+                    label=f"min gate {plain_level(floor)}",
+                )
             )
         if any_fail:
             handles.append(
@@ -164,10 +183,11 @@ def curve_svg(
             ["clean", *[_step_label(k, series) for k in range(1, n_steps + 1)]],
             fontsize=6.5,
         )
-        ax.set_xlim(-0.3, n_steps + 0.3)
+        ax.set_xlim(-0.3 + dodge(0, len(series)), n_steps + 0.3 - dodge(0, len(series)))
         better = "higher is better" if higher_is_better else "lower is better"
-        ax.set_ylabel(_mpl_text(f"{metric} ({better})"))
+        ax.set_ylabel(_mpl_text(f"{metric} ({unit + ', ' if unit else ''}{better})"))
         ax.set_title(_mpl_text(title), fontsize=9, loc="left")
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)  # no "1e-5" / "+0.9"
         ax.grid(True, axis="y", color="#dddddd", linewidth=0.6)
         ax.legend(handles=handles, fontsize=7, frameon=False, loc="best")
         fig.tight_layout(pad=0.4)

@@ -162,7 +162,7 @@ def test_junit_properties_equal_the_json_numbers(project: pytest.Pytester, model
     keys = ["metric", "target", "noise", "level", "clean", "noisy", "noisy_ci_low"]
     keys += ["noisy_ci_high", "drop", "ci_low", "ci_high", "relative_drop", "relative_ci_low"]
     keys += ["relative_ci_high", "limit_min", "judged_on", "gate", "failed_limits"]
-    keys += ["p_adjusted", "test", "test_unit", "n", "n_patients", "verdict"]
+    keys += ["p_adjusted", "test", "test_unit", "n", "n_patients", "verdict", "unit"]
     for case_id, props in junit.items():
         assert list(props) == keys
         case = cases[case_id]
@@ -170,6 +170,7 @@ def test_junit_properties_equal_the_json_numbers(project: pytest.Pytester, model
             assert float(props[key]) == case[key], (case_id, key)
         assert props["n"] == str(case["n"]) == "4"
         assert props["verdict"] == case["verdict"] == "pass"
+        assert props["unit"] == case["unit"] == ""  # dice: a fraction
         assert float(props["limit_min"]) == case["gate"]["min"] == 0.0
         assert props["gate"] == "min 0 (on ci)"
     assert math.isclose(float(junit["lungs-dice[quantum-dose10]"]["level"]), 0.1)

@@ -110,14 +110,16 @@ def test_tables_curves_heatmap_gallery_and_provenance(failed_page: str) -> None:
     assert tables.count("cases") == 2  # dice · lungs, hd95 · lungs
     assert "heatmap" in tables and "gallery" in tables
     assert failed_page.count('<svg role="img" class="curve"') == 2
-    for col in ("Condition", "Severity (level)", "Clean", "Noisy", "Drop", "Drop CI"):
+    for col in ("Case", "Severity (level)", "Clean", "Noisy", "Drop", "Drop CI"):
         assert f"<th>{col}</th>" in failed_page
+    # every row names its case id (the pytest / JUnit test name), whole
+    assert '<td class="case"><code>lungs-dice[quantum-dose50]</code></td>' in failed_page
     assert "p (Holm)" in failed_page and "min 0.75, max_drop 0.05 (on ci)" in failed_page
     # greyscale-safe verdicts: symbol and word, not colour alone
     assert "✗</span> fail" in failed_page and "✓</span> pass" in failed_page
     assert "·</span> no gate" in failed_page
-    # numbers: 3–4 significant digits, signed drops
-    assert ">0.9265<" in failed_page and ">+0.09<" in failed_page
+    # numbers: 3 significant digits, no exponent, signed drops
+    assert ">0.927<" in failed_page and ">+0.0900<" in failed_page
     assert "[+0.0842, +0.0958]" in failed_page
     # gallery: overlays (the sample grid has 2 images × 7 conditions) + worst strip of 6
     imgs = [a for t, a in p.tags if t == "img"]
@@ -138,7 +140,7 @@ def test_heatmap_colours_worse_red_and_marks_verdicts(failed_page: str) -> None:
     cells = re.findall(r'<td class="heat" style="background:(#[0-9a-f]{6});[^>]*>(.*?)</td>', heat)
     assert len(cells) == 12  # 2 metrics × 6 noisy conditions
     worst_bg, worst_text = cells[5]  # dice, gaussian 0.12: the failed case
-    assert "✗" in worst_text and "+0.09" in worst_text
+    assert "✗" in worst_text and "+0.0900" in worst_text
     r, g, b = (int(worst_bg[i : i + 2], 16) for i in (1, 3, 5))
     assert r > g and r > b  # red = worse
 
