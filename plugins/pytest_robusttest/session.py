@@ -497,7 +497,10 @@ class RobustSession:
         """The RunResult of a pair: computed on first use (or read from the controller)."""
         if key in self._results:
             return self._results[key]
-        if key not in self._errors and self.exchange_dir is not None and self.is_worker:
+        # an xdist worker waits for what it told the controller it needs; anything else
+        # (nothing selected asked for it) it evaluates itself
+        provided = key in self.selection.needs and self.exchange_dir is not None
+        if key not in self._errors and self.is_worker and provided:
             self._read_provided(key)
         if key not in self._results and key not in self._errors:
             self._evaluate(key)
