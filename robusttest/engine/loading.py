@@ -129,9 +129,10 @@ def plan_task(suite: Suite, runner: ModelRunner, dataset: Dataset) -> TaskPlan:
     for a, b in suite.pairwise:
         for lab in (a, b):
             if lab not in index or lab not in data_names:
+                side, names = ("model", model_names) if lab not in index else ("data", data_names)
                 raise ConfigError(
                     f"suite {suite.name!r}: pairwise label {lab!r} must be a label of both the "
-                    f"model ({', '.join(model_names)}) and the data ({', '.join(data_names)})"
+                    f"model and the data; the {side} has no {lab!r} ({_closest(lab, names)})"
                 )
     scored = tuple(dict.fromkeys([*targets, *(x for p in suite.pairwise for x in p)]))
     skipped: list[tuple[str, str]] = []

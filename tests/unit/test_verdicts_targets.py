@@ -87,6 +87,10 @@ def test_targets_named_by_the_suite_must_be_in_the_data(tmp_path: Path) -> None:
     assert ("manifest-findings", "pneumothorax", "not among the suite's targets") in (
         ok.not_evaluated()
     )
+    pairwise = "targets: [nodule]\npairwise: [[pneumothorax, effusion]]"
+    with pytest.raises(ConfigError, match=r"pairwise label 'effusion' .* the data has no "
+                       r"'effusion' \(closest: 'effusoin'\)"):  # fmt: skip
+        robusttest.run(MODEL, _suite(tmp_path, csv_path, targets=pairwise), **KW)
 
 
 def test_targets_only_one_side_has_are_listed_in_every_report(tmp_path: Path) -> None:
