@@ -373,19 +373,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     state = run_state(result)
     if state == "interrupted":
         return EXIT_INTERRUPTED
-    if state == "error" or failed_writes:
+    if state in ("error", "incomplete") or failed_writes:
         return EXIT_ERROR
     code = EXIT_PASSED if state == "passed" else EXIT_FAILED
     if settings.baseline is not None:
-        code = max(code, _against_baseline(result, settings.baseline, settings.baseline_tolerance))
+        code = max(code, _against_baseline(result, settings))
     return code
 
 
-def _against_baseline(result: Any, baseline: Path, tolerance: float) -> int:
+def _against_baseline(result: Any, settings: Any) -> int:
     from robusttest.compare import compare
-    from robusttest.results import RunResult
+    from robusttest.report.cli import read_results
 
-    cmp = compare(RunResult.read(baseline), result, tolerance=tolerance)
+    baseline = settings.baseline
+    common, per_metric = settings.baseline_tolerances()
+    cmp = compare(
+        read_results(baseline),
+        result,
+        tolerance=common,
+        tolerances=per_metric,
+        fail_on_ungated=settings.baseline_fail_on_ungated,
+    )
     print(f"against {baseline}: {cmp.summary()}")
     if not cmp.ok:
         print(cmp.format_text(all_cases=False))

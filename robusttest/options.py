@@ -14,7 +14,6 @@ invocation directory, ini paths to the ini file's directory (as pytest does).
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,14 +74,17 @@ def parse_lanes(value: object) -> int:
     return _int(value, 1, "batch × condition items run at once, each on one core")
 
 
-def parse_tolerance(value: object) -> float:
+def parse_tolerance(value: object) -> tuple[str | None, str]:
+    """``METRIC=VALUE`` (``hd95=2``, ``hd95=10%``: in the metric's unit or a percentage of
+    the base value) or a bare ``VALUE`` for every metric; checked, kept as text."""
+    from robusttest.compare import parse_tolerance_option
+
+    text = str(value).strip()
     try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise SettingsError(f"{value!r} is not a number") from None
-    if not math.isfinite(number) or number < 0:
-        raise SettingsError(f"{value!r} is not a finite number >= 0")
-    return number
+        metric, _ = parse_tolerance_option(text)
+    except ConfigError as exc:
+        raise SettingsError(str(exc).removeprefix("tolerance ")) from None
+    return metric, text.partition("=")[2].strip() if metric is not None else text
 
 
 def parse_bool(value: object) -> bool:
@@ -273,10 +275,25 @@ OPTIONS: tuple[RunOption, ...] = (
     RunOption(
         "baseline_tolerance",
         "--robust-baseline-tolerance",
-        "metric change allowed before --robust-baseline reports a regression (default 0.01)",
-        metavar="TOL",
+        "worsening allowed before --robust-baseline reports a regression: METRIC=VALUE in "
+        "the metric's unit (dice=0.02, hd95=2), or a percentage of the base value with a "
+        "trailing percent sign; a bare VALUE applies to every metric (default: each "
+        "metric's own: dice 0.01, hd95 10 percent); a regression must also be beyond the "
+        "runs' CIs; repeatable",
+        kind="repeatable",
+        metavar="METRIC=TOL",
         parse=parse_tolerance,
         cli="--baseline-tolerance",
+        ini_type="args",
+    ),
+    RunOption(
+        "baseline_fail_on_ungated",
+        "--robust-baseline-fail-on-ungated",
+        "with --robust-baseline, fail on ungated cases that got worse too (default: reported)",
+        kind="switch",
+        parse=parse_bool,
+        cli="--baseline-fail-on-ungated",
+        ini_type="bool",
     ),
     RunOption(
         "no_cache",
@@ -346,7 +363,9 @@ class RunSettings:
     html: Path | None = None
     reports: tuple[tuple[str, Path], ...] = ()
     baseline: Path | None = None
-    baseline_tolerance: float = 0.01
+    # (metric or None for every metric, tolerance text), as given
+    baseline_tolerance: tuple[tuple[str | None, str], ...] = ()
+    baseline_fail_on_ungated: bool = False
     cache: bool = True
     cache_dir: Path | None = None
     batch_size: int = 16
@@ -399,8 +418,19 @@ class RunSettings:
             sources=sources,
             **values,
         )
-        settings.check_outputs()
+        settings.check_outputs(names=cli_names)
         return settings
+
+    def baseline_tolerances(self) -> tuple[str | None, dict[str, str]]:
+        """(the tolerance for every metric or None, the per-metric ones) for compare()."""
+        common: str | None = None
+        per_metric: dict[str, str] = {}
+        for metric, tol in self.baseline_tolerance:
+            if metric is None:
+                common = tol
+            else:
+                per_metric[metric] = tol
+        return common, per_metric
 
     def outputs(self) -> list[tuple[str, Path]]:
         """Every report to write: (format, path), --robust-json and --robust-html first."""
@@ -412,26 +442,36 @@ class RunSettings:
         out.extend(self.reports)
         return out
 
-    def check_outputs(self, others: Mapping[str, Path | None] | None = None) -> None:
+    def check_outputs(
+        self,
+        others: Mapping[str, Path | None] | None = None,
+        *,
+        names: Mapping[str, str] | None = None,
+    ) -> None:
         """No two outputs (and no output and the baseline) may be the same file.
 
-        ``others``: outputs of the front end (e.g. pytest's --junitxml), by flag.
+        ``others``: outputs of the front end (e.g. pytest's --junitxml), by flag; ``names``:
+        the front end's spelling of each field (default: the pytest flags).
         """
+
+        def flag(field_name: str) -> str:
+            return (names or {}).get(field_name, option_for(field_name).flag)
+
         named: list[tuple[str, Path]] = [
-            (option_for(fmt).flag if fmt in ("json", "html") else f"--robust-report {fmt}", p)
+            (flag(fmt) if fmt in ("json", "html") else f"{flag('reports')} {fmt}", p)
             for fmt, p in self.outputs()
         ]
-        named += [(flag, p) for flag, p in (others or {}).items() if p is not None]
+        named += [(f, p) for f, p in (others or {}).items() if p is not None]
         if self.baseline is not None:
-            named.append(("--robust-baseline", self.baseline))
+            named.append((flag("baseline"), self.baseline))
         seen: dict[Path, str] = {}
-        for flag, p in named:
+        for name, p in named:
             key = Path(p).expanduser().resolve()
             if key in seen:
                 raise SettingsError(
-                    f"{flag} {p}: the same file as {seen[key]}; give each report its own path"
+                    f"{name} {p}: the same file as {seen[key]}; give each report its own path"
                 )
-            seen[key] = flag
+            seen[key] = name
 
 
 def _unset(raw: Any) -> bool:
@@ -455,9 +495,11 @@ def _convert(o: RunOption, raw: Any, base: Path) -> Any:
         items = raw if isinstance(raw, (list, tuple)) else str(raw).split()
         if o.kind == "paths":
             return tuple(_resolve(_as_text(x), base) for x in items)
-        if o.parse is not None:  # FORMAT=PATH pairs
+        if o.parse is parse_report:  # FORMAT=PATH pairs
             pairs = [parse_report(x) if isinstance(x, str) else x for x in items]
             return tuple((fmt, _resolve(p, base)) for fmt, p in pairs)
+        if o.parse is not None:
+            return tuple(o.parse(x) if isinstance(x, str) else x for x in items)
         # a suite is a name or a path: only path-like values are made absolute
         return tuple(
             str(_resolve(t, base)) if _looks_like_path(t) else t for t in map(_as_text, items)

@@ -7,22 +7,32 @@ The JSON is deterministic: keys sorted, floats written by ``repr`` (shortest rou
 NaN written as ``null`` with the reason kept beside it. Wall-clock facts (start and end
 times, durations, host) live in the separate ``run`` block, so two runs with the same seed
 give byte-identical JSON once that block is dropped (``to_json(include_run=False)``).
+
+A written file carries ``digest``: the sha256 of its canonical content (every key but
+``digest`` itself, the ``run`` block included), checked whenever a file is read back
+(``RunResult.read``): integrity against accidental or casual edits, not a signature (see
+docs/guarantees.md). ``CaseResult.rejudge`` derives a case's verdict again from its numbers
+and gate, so a reader can refuse a file whose verdicts do not follow from its numbers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from robusttest.errors import ConfigError
 from robusttest.fsutil import atomic_write_text
-from robusttest.gates import CLEAN, FAILING, VERDICTS, GateSpec, Verdict
+from robusttest.gates import CLEAN, FAILING, VERDICTS, CaseVerdict, GateSpec, Verdict, judge_case
+from robusttest.stats import BootstrapResult, holm
 
-SCHEMA_VERSION = "2.0"
+# 2.1: digest, per-case relative-drop CI and test unit, provenance selection/not_evaluated
+SCHEMA_VERSION = "2.1"
+DIGEST_ALGORITHM = "sha256"
 
 
 def _num(x: float | None) -> float | None:
@@ -112,44 +122,50 @@ class CaseResult:
     # unit of clean/noisy/drop: "" for fractions, "mm" (HD95 with a known pixel spacing),
     # "px" (without), "mm or px" (mixed); None in results written before units were recorded
     unit: str | None = None
+    relative_ci_low: float = math.nan  # CI of the relative drop (for max_relative_drop gates)
+    relative_ci_high: float = math.nan
+    test_unit: str | None = None  # what the paired test ranks: "patient" (means per patient)
 
     @property
     def is_baseline(self) -> bool:
         return self.condition == CLEAN
 
-    @property
-    def limit(self) -> float | None:
-        """The limit that failed, else the first one set (max_drop, relative, min)."""
-        if self.gate is None:
+    def rejudge(self, ci: float = 0.95) -> CaseVerdict:
+        """The verdict that this case's numbers and gate give (``gates.judge_case``, as the
+        engine judged it): a reader checks a saved verdict against it."""
+        boot = BootstrapResult(
+            estimate=self.drop,
+            ci_low=self.ci_low,
+            ci_high=self.ci_high,
+            n=self.n,
+            n_groups=self.n_patients,
+            se=math.nan,
+            clean=self.clean,
+            noisy=self.noisy,
+            noisy_ci_low=self.noisy_ci_low,
+            noisy_ci_high=self.noisy_ci_high,
+            relative=self.relative_drop,
+            relative_ci_low=self.relative_ci_low,
+            relative_ci_high=self.relative_ci_high,
+            higher_is_better=self.higher_is_better,
+            ci=ci,
+            reason=self.reason,
+        )
+        return judge_case(
+            self.gate, boot, metric=self.metric, target=self.target, condition=self.condition
+        )
+
+    def verdict_mismatch(self, ci: float = 0.95) -> str | None:
+        """None when the saved verdict (and failed limits) follow from the numbers and the
+        gate; else what they give. ``error`` (evaluation failed) is taken as saved: it
+        fails the run whatever the numbers say."""
+        if self.verdict == "error":
             return None
-        kinds = (*self.failed_limits, "max_drop", "max_relative_drop", "min")
-        for kind in kinds:
-            v = getattr(self.gate, kind, None)
-            if v is not None:
-                return float(v)
-        return None
-
-    def properties(self) -> dict[str, str]:
-        """The numbers as strings, for JUnit <property> elements."""
-
-        def s(x: float | None) -> str:
-            return "" if x is None or (isinstance(x, float) and math.isnan(x)) else repr(float(x))
-
-        return {
-            "metric": self.metric,
-            "target": self.target,
-            "noise": self.noise or "none",
-            "level": s(self.level),
-            "clean": s(self.clean),
-            "noisy": s(self.noisy),
-            "drop": s(self.drop),
-            "ci_low": s(self.ci_low),
-            "ci_high": s(self.ci_high),
-            "limit": s(self.limit),
-            "gate": self.gate.describe() if self.gate is not None else "",
-            "n": str(self.n),
-            "verdict": self.verdict,
-        }
+        again = self.rejudge(ci)
+        if again.verdict == self.verdict and tuple(again.failed) == tuple(self.failed_limits):
+            return None
+        failed = f" (failed: {', '.join(again.failed)})" if again.failed else ""
+        return f"{again.verdict}{failed}"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -173,6 +189,8 @@ class CaseResult:
                 v = GateSpec.from_dict(v) if v is not None else None
             elif f.name in _FLOAT_FIELDS:
                 v = _unnum(v)
+            elif f.name == "test_unit":
+                v = None if v is None else str(v)
             elif f.name == "failed_limits":
                 v = tuple(v or ())
             kw[f.name] = v
@@ -188,6 +206,8 @@ _FLOAT_FIELDS = {
     "noisy_ci_low",
     "noisy_ci_high",
     "relative_drop",
+    "relative_ci_low",
+    "relative_ci_high",
 }
 _OPTIONAL_FLOATS = {"level", "p_value", "p_adjusted"}  # None = not applicable
 
@@ -254,7 +274,76 @@ class RunResult:
     def with_run(self, **run: Any) -> RunResult:
         return replace(self, run={**self.run, **run})
 
+    def incomplete(self, reason: str) -> RunResult:
+        """This result marked incomplete, saying why (kept beside any earlier reason)."""
+        before = self.run.get("error")
+        why = reason if not before or before == reason else f"{before}; {reason}"
+        return replace(self, completed=False, run={**self.run, "error": why})
+
+    def incomplete_reasons(self) -> list[str]:
+        """Why this result (or any evaluation merged into it) is incomplete."""
+        runs = self.run.get("runs")
+        blocks = [r for r in runs if isinstance(r, Mapping)] if isinstance(runs, list) else []
+        found = [str(b["error"]) for b in [self.run, *blocks] if b.get("error")]
+        if not self.completed and not found:
+            found = ["interrupted"]
+        return list(dict.fromkeys(found))
+
+    # --- what the cases cover ------------------------------------------------------------
+    def run_provenances(self) -> list[Mapping[str, Any]]:
+        """The provenance of each evaluation in this result (several after ``merge``)."""
+        runs = self.provenance.get("runs")
+        if isinstance(runs, list) and set(self.provenance) == {"runs"}:
+            return [r for r in runs if isinstance(r, Mapping)]
+        return [self.provenance]
+
+    def selections(self) -> list[tuple[str, Mapping[str, Any]]]:
+        """(suite name, selection) per evaluation: which of the grid's cases it judged."""
+        out = []
+        for prov in self.run_provenances():
+            sel = prov.get("selection")
+            if isinstance(sel, Mapping):
+                out.append((str(_get(prov, "suite", "name") or "?"), sel))
+        return out
+
+    def not_evaluated(self) -> list[tuple[str, str, str]]:
+        """(suite name, target, why) for every name of the model or the data without a case."""
+        out = []
+        for prov in self.run_provenances():
+            suite = str(_get(prov, "suite", "name") or "?")
+            for entry in prov.get("not_evaluated") or []:
+                if isinstance(entry, Mapping):
+                    out.append((suite, str(entry.get("target")), str(entry.get("reason"))))
+        return out
+
+    def select(self, case_ids: Collection[str], by: str | None = None) -> RunResult:
+        """Only the cases ``case_ids`` (of one evaluation), as if only they had been evaluated:
+        their records and thumbnails (the clean ones and those of their conditions), p-values
+        Holm-adjusted again across them, and the selection recorded in the provenance."""
+        wanted = set(case_ids)
+        if "runs" in self.provenance:
+            raise ConfigError("select: works on the result of one evaluation, not a merged one")
+        cases = [c for c in self.cases if c.case_id in wanted]
+        idx = [i for i, c in enumerate(cases) if c.p_value is not None]
+        if idx:
+            adj = holm([float(cases[i].p_value or 0.0) for i in idx])
+            for i, a in zip(idx, adj, strict=True):
+                cases[i] = replace(cases[i], p_adjusted=float(a))
+        conditions = {CLEAN, *(c.condition for c in cases)}
+        sel = dict(self.provenance.get("selection") or {})
+        ids = [c.case_id for c in cases]
+        sel.update(n_selected=len(ids), cases=ids, by=by)
+        return replace(
+            self,
+            cases=tuple(cases),
+            records=tuple(r for r in self.records if r.condition in conditions),
+            gallery=tuple(g for g in self.gallery if g.condition in conditions),
+            provenance={**self.provenance, "selection": sel},
+        )
+
+    # --- JSON --------------------------------------------------------------------------------
     def to_dict(self, include_run: bool = True) -> dict[str, Any]:
+        """The JSON document; with the run block it also carries its ``digest``."""
         d: dict[str, Any] = {
             "schema": "robusttest-results",
             "schema_version": self.schema_version,
@@ -267,9 +356,12 @@ class RunResult:
         }
         if include_run:
             d["run"] = self.run
+            d["digest"] = content_digest(d)
         return d
 
     def to_json(self, include_run: bool = True, indent: int | None = 1) -> str:
+        """``include_run=False``: the deterministic part only (no run block, no digest):
+        what two runs with the same seed share byte for byte."""
         return (
             json.dumps(self.to_dict(include_run), indent=indent, sort_keys=True, allow_nan=False)
             + "\n"
@@ -304,15 +396,19 @@ class RunResult:
             raise ConfigError(f"{source}: malformed results file ({exc!r})") from None
 
     @classmethod
-    def from_json(cls, text: str, source: str = "results") -> RunResult:
+    def from_json(cls, text: str, source: str = "results", *, verify: bool = True) -> RunResult:
+        """Parse a results file; ``verify``: check its digest first (see verify_digest)."""
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{source}: not valid JSON ({exc})") from None
-        return cls.from_dict(d, source)
+        result = cls.from_dict(d, source)  # names a wrong schema or version first
+        if verify:
+            verify_digest(d, source)
+        return result
 
     @classmethod
-    def read(cls, path: str | Path) -> RunResult:
+    def read(cls, path: str | Path, *, verify: bool = True) -> RunResult:
         p = Path(path)
         try:
             text = p.read_text(encoding="utf-8")
@@ -322,7 +418,57 @@ class RunResult:
             raise ConfigError(
                 f"{p}: not a UTF-8 text file; expected a robusttest results JSON"
             ) from None
-        return cls.from_json(text, str(p))
+        return cls.from_json(text, str(p), verify=verify)
+
+    def verdict_mismatches(self) -> list[str]:
+        """One line per case whose saved verdict does not follow from its numbers and gate."""
+        ci = {
+            str(_get(p, "suite", "name")): _get(p, "suite", "definition", "bootstrap", "ci")
+            for p in self.run_provenances()
+        }
+        out = []
+        for c in self.cases:
+            level = ci.get(c.suite)
+            got = c.verdict_mismatch(float(level) if isinstance(level, (int, float)) else 0.95)
+            if got is not None:
+                out.append(
+                    f"{c.case_id}: saved verdict {c.verdict!r}, its numbers and gate give {got}"
+                )
+        return out
+
+
+def _get(d: Any, *path: str) -> Any:
+    for k in path:
+        if not isinstance(d, Mapping):
+            return None
+        d = d.get(k)
+    return d
+
+
+def content_digest(d: Mapping[str, Any]) -> str:
+    """``sha256:<hex>`` of the canonical JSON of ``d`` without its ``digest`` key (keys
+    sorted, no whitespace, UTF-8): the same for the dict written and the one read back."""
+    body = {k: v for k, v in d.items() if k != "digest"}
+    text = json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return f"{DIGEST_ALGORITHM}:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def verify_digest(d: Mapping[str, Any], source: str = "results") -> None:
+    """ConfigError unless ``d`` (a parsed results file) carries the digest of its content."""
+    saved = d.get("digest")
+    if not isinstance(saved, str):
+        raise ConfigError(
+            f"{source} has no digest, so it cannot be checked for edits (written by a "
+            f"robusttest before schema {SCHEMA_VERSION}, or the digest was removed); re-run "
+            "to get a results file robusttest can verify"
+        )
+    if saved != content_digest(d):
+        raise ConfigError(
+            f"{source} was modified after it was written (digest mismatch); re-run, or "
+            "restore the file as robusttest wrote it"
+        )
 
 
 def _upgrade_v1(d: Mapping[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,22 @@ class BaselineRegression(Exception):
     """The run regressed against --robust-baseline."""
 
 
+# The JUnit ``type`` of each failure (``robusttest.<class>``), as JUnit tools expect an
+# exception type there; the session sets it on pytest's XML (see RobustSession).
+FAILURE_TYPES: dict[type[BaseException], str] = {
+    GateFailure: "robusttest.GateFailure",
+    BaselineRegression: "robusttest.BaselineRegression",
+    EvaluationError: "robusttest.EvaluationError",
+}
+
+
+def child_nodeid(parent: pytest.Collector, name: str) -> str:
+    """The node id of ``name`` under ``parent``, given as a string so pytest parses it as
+    it parses the ids in its cache: a name with ``[...]`` (every case id) then round-trips
+    through ``--lf``/``--ff`` (pytest >= 9 compares structured ids)."""
+    return f"{parent.nodeid}::{name}"
+
+
 def _fmt(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
@@ -53,10 +69,14 @@ def gate_failure_text(case: CaseResult) -> str:
     lines = [case.message or f"{case.case_id}: {case.verdict}"]
     gate = case.gate.describe() if case.gate is not None else "no gate"
     level = f" level={_fmt(case.level)}" if case.level is not None else ""
+    limits = "".join(
+        f" limit_{kind}={_fmt(v)}"
+        for kind, v in (case.gate.limits().items() if case.gate is not None else ())
+    )
     lines.append(
         f"metric={case.metric} target={case.target} noise={case.noise or 'none'}{level} "
         f"clean={_fmt(case.clean)} noisy={_fmt(case.noisy)} drop={_fmt(case.drop)} "
-        f"CI=[{_fmt(case.ci_low)}, {_fmt(case.ci_high)}] limit={_fmt(case.limit)} n={case.n}"
+        f"CI=[{_fmt(case.ci_low)}, {_fmt(case.ci_high)}]{limits} n={case.n}"
     )
     lines.append(f"gate: {gate}; verdict: {case.verdict}")
     if case.reason:
@@ -125,7 +145,10 @@ class RobustCaseItem(_RobustItemBase):
         from robusttest.report.junit import case_properties
 
         result = self.session_obj.result(self.model_suite.key)
-        case = result.case(self.case.case_id)
+        try:
+            case = result.case(self.case.case_id)
+        except KeyError:  # not among the cases evaluated (the selection changed under xdist)
+            raise EvaluationError(f"case {self.case.case_id} was not evaluated") from None
         # Properties first, so a failing case has its numbers in the JUnit XML too.
         for name, value in case_properties(case).items():
             self.user_properties.append((name, value))
@@ -163,8 +186,16 @@ class BaselineItem(_RobustItemBase):
 
         base = self.session_obj.baseline
         assert base is not None
+        settings = self.session_obj.settings
         new = merge(self.session_obj.results_for_model(self.model))
-        comparison = compare(base, new, tolerance=self.session_obj.settings.baseline_tolerance)
+        common, per_metric = settings.baseline_tolerances()
+        comparison = compare(
+            base,
+            new,
+            tolerance=common,
+            tolerances=per_metric,
+            fail_on_ungated=settings.baseline_fail_on_ungated,
+        )
         if not comparison.ok:
             # summary first (the short test summary shows the first line), then the cases
             # that regressed, newly fail or went missing
@@ -181,9 +212,11 @@ def _case_items(
     parent: pytest.Collector, session_obj: RobustSession, ms: ModelSuite
 ) -> Iterable[pytest.Item]:
     for case in ms.cases:
+        name = session_obj.item_name(ms, case)
         yield RobustCaseItem.from_parent(
             parent,
-            name=session_obj.item_name(ms, case),
+            name=name,
+            nodeid=child_nodeid(parent, name),
             session_obj=session_obj,
             model_suite=ms,
             case=case,
@@ -235,10 +268,12 @@ class RobustRootCollector(pytest.Collector):
             for t in self.session_obj.model_suites:
                 if t.model not in seen:
                     seen.append(t.model)
+                    name = f"robust-baseline[{t.label}]"
                     out.append(
                         BaselineItem.from_parent(
                             self,
-                            name=f"robust-baseline[{t.label}]",
+                            name=name,
+                            nodeid=child_nodeid(self, name),
                             session_obj=self.session_obj,
                             model=t.model,
                         )

@@ -129,8 +129,16 @@ class XdistHooks:
         node.workerinput[PAYLOAD_KEY] = self.session.worker_payload()
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
-        # Runs before the scheduler sends any test: evaluate what this worker needs, once.
+        # Start evaluating what this worker needs (once, in the background).
         self.session.provide(str(node.workerinput["workerid"]))
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """A worker went down; with ``error`` it was lost (crashed): the reason a selected
+        case may have gone unjudged."""
+        if error is not None:
+            self.session.lost_workers.append(
+                f"pytest-xdist worker {node.gateway.id} was lost ({error})"
+            )
 
 
 # --- results for users' own tests ----------------------------------------------------------

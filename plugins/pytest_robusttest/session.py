@@ -8,11 +8,21 @@ at session start (so a bad model, suite or device is a usage error before anythi
 collected), but nothing is evaluated until an item asks for its result: ``--collect-only``
 and fully deselected runs evaluate nothing.
 
+Selection: once pytest has filtered the items (``-k``, ``-m``, ``--lf``, ``--ff``, node
+ids, ``--deselect``), the selected case items say which cases each pair evaluates: only
+their conditions are computed, only they are judged, and the reports cover exactly them
+and record the selection (a user's test with ``robust_eval`` needs the whole grid, which
+is then evaluated, but the reports still cover the selected cases only). A selected case
+that pytest never judged (a lost xdist worker, ``-x``, Ctrl-C) makes the run incomplete,
+with the reason, so the exit code and every report agree.
+
 With pytest-xdist the controller owns evaluation. It hands each worker the plan (through
-``node.workerinput``) and a folder to exchange files in; every worker writes which pairs
+``node.workerinput``) and a folder to exchange files in; every worker writes which cases
 its selected items need when its collection finishes; the controller evaluates those,
-once, before the first test is scheduled, and saves each RunResult there as JSON. Workers
-only read those files, so ``-n 2`` does no duplicate work and gives the numbers of ``-n 0``.
+once, in a background thread (xdist's own loop keeps running, so a worker lost meanwhile
+is handled as xdist handles any crash), and saves each RunResult there as JSON. Workers
+wait for and read those files, so ``-n 2`` does no duplicate work and gives the numbers
+of ``-n 0``.
 
 Nothing is lost: the reports are written at session finish whatever happened, marked
 incomplete after Ctrl-C (the JUnit XML too: a testsuite property and one error testcase);
@@ -22,24 +32,31 @@ pytest errors and the session exit with ``EXIT_ROBUSTTEST_ERROR``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shlex
 import shutil
 import tempfile
+import threading
+import time
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_robusttest.items import (
+    FAILURE_TYPES,
     MARKERS,
     ROOT_NODEID,
     BaselineItem,
     RobustCaseItem,
     RobustRootCollector,
     RobustSuiteFile,
+    _RobustItemBase,
 )
 from pytest_robusttest.plan import (
     PAYLOAD_KEY,
@@ -50,12 +67,13 @@ from pytest_robusttest.plan import (
 )
 from robusttest.options import RunSettings
 
-# pytest's own exit statuses are 0-5; robusttest adds this one: the run began but a model ×
-# suite could not be evaluated (an unreadable image, NaN outputs) or a report not written.
-EXIT_ROBUSTTEST_ERROR = 6
+# pytest's own exit statuses are 0-6 (6: --max-warnings, pytest 9); robusttest adds this one,
+# well clear of them: the run began but a model × suite could not be evaluated (an
+# unreadable image, NaN outputs) or a report not written.
+EXIT_ROBUSTTEST_ERROR = 10
 EXIT_CODES_HELP = (
     "exit status: 0 every gate held; 1 a gate (or another test) failed; 2 interrupted "
-    "(reports written, marked incomplete); 4 usage error; 6 robusttest could not evaluate "
+    "(reports written, marked incomplete); 4 usage error; 10 robusttest could not evaluate "
     "(an unreadable image, NaN outputs) or could not write a report"
 )
 RUN_NODEID = "robusttest::robusttest-run"  # the JUnit error testcase of an interrupted run
@@ -72,6 +90,74 @@ class _Loaded:
     runner: ModelRunner
     suite: Suite
     dataset: Dataset
+
+
+@dataclass
+class Selection:
+    """What the selected items need, JSON-able (an xdist worker hands it to the controller).
+
+    ``cases``: per pair, the case ids of the selected case items (grid order); the reports
+    cover exactly these. ``needs``: per pair, the case ids to evaluate (None: the whole
+    grid, for ``robust_eval`` or a baseline item without case items). ``items``: node id
+    of each selected case item -> (pair, case id). ``by``: the pytest options that made it.
+    """
+
+    cases: dict[str, list[str]] = field(default_factory=dict)
+    needs: dict[str, list[str] | None] = field(default_factory=dict)
+    items: dict[str, tuple[str, str]] = field(default_factory=dict)
+    by: str = "pytest"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cases": self.cases,
+            "needs": self.needs,
+            "items": {k: list(v) for k, v in self.items.items()},
+            "by": self.by,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Selection:
+        return cls(
+            cases={str(k): [str(c) for c in v] for k, v in d["cases"].items()},
+            needs={
+                str(k): None if v is None else [str(c) for c in v] for k, v in d["needs"].items()
+            },
+            items={str(k): (str(v[0]), str(v[1])) for k, v in d["items"].items()},
+            by=str(d["by"]),
+        )
+
+    def update(self, other: Selection, grid: Mapping[str, Sequence[str]]) -> None:
+        """Add what another worker selected (workers collect alike; this is a union)."""
+        for key, ids in other.cases.items():
+            have = set(self.cases.get(key, [])) | set(ids)
+            self.cases[key] = [c for c in grid[key] if c in have]
+        for key, need in other.needs.items():
+            mine = self.needs.get(key, [])
+            if need is None or mine is None:
+                self.needs[key] = None
+            else:
+                have = set(mine) | set(need)
+                self.needs[key] = [c for c in grid[key] if c in have]
+        self.items.update(other.items)
+        self.by = other.by
+
+
+def selection_by(config: pytest.Config, node_args: Sequence[str] = ()) -> str:
+    """The pytest options that selected the items, as a command line fragment."""
+    o = config.option
+    parts: list[str] = []
+    if getattr(o, "keyword", ""):
+        parts += ["-k", o.keyword]
+    if getattr(o, "markexpr", ""):
+        parts += ["-m", o.markexpr]
+    if getattr(o, "lf", False):
+        parts.append("--lf")
+    if getattr(o, "failedfirst", False):
+        parts.append("--ff")
+    for d in getattr(o, "deselect", None) or []:
+        parts += ["--deselect", str(d)]
+    parts += [a for a in [*config.args, *node_args] if "::" in a]
+    return "pytest " + shlex.join(parts) if parts else "pytest"
 
 
 def model_labels(models: Sequence[Path]) -> list[str]:
@@ -113,6 +199,15 @@ class RobustSession:
         self.baseline: RunResult | None = None
         self.reports_failed = False  # a requested report could not be written
         self.interrupted_in: str | None = None  # the phase Ctrl-C stopped, if it did
+        self.selection = Selection()
+        self.node_args: list[str] = []
+        self.outcomes: dict[str, str] = {}  # node id of a case item -> its pytest outcome
+        self.crashed: dict[str, str] = {}  # node id -> why pytest never judged it
+        self.lost_workers: list[str] = []
+        self._reported: dict[str, RunResult] = {}  # per pair, what the reports cover
+        self._pool: ThreadPoolExecutor | None = None  # the xdist controller's evaluation
+        self._pending: list[Future[None]] = []
+        self._stop = threading.Event()
 
     # --- hooks -------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -129,11 +224,28 @@ class RobustSession:
             self.prepare()
         except RobustTestError as exc:
             raise pytest.UsageError(str(exc)) from None
+        self.node_args = self._take_node_args()
         for family in self.families():
             if family not in MARKERS:  # a user-registered noise family
                 self.config.addinivalue_line(
                     "markers", f"{family}: robusttest case under {family} noise"
                 )
+
+    def _take_node_args(self) -> list[str]:
+        """Node ids of session-level items given as test paths (``robusttest::lungs::...``,
+        as pytest prints them): pytest would look for a file ``robusttest``, so they leave
+        ``config.args`` and select the items themselves (pytest_collection_modifyitems)."""
+        suites = {ms.suite_name for ms in self.session_level()}
+        ours = [
+            a
+            for a in self.config.args
+            if a.split("::")[0] == ROOT_NODEID
+            and len(a.split("::")) > 1
+            and (a.split("::")[1] in suites or a.split("::")[1].startswith("robust-baseline["))
+        ]
+        for a in ours:
+            self.config.args.remove(a)
+        return ours
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         return [
@@ -167,40 +279,108 @@ class RobustSession:
             include_suites=include_suites,
         )
         # genitems fires the collect reports, so "collected N items" counts these items.
-        items.extend(session.genitems(root))
+        added = list(session.genitems(root))
+        if self.node_args:  # only the items named (or under a collector named) on the line
+            keep = [i for i in added if any(_names(i.nodeid, a) for a in self.node_args)]
+            dropped = [i for i in added if i not in keep]
+            if dropped:
+                config.hook.pytest_deselected(items=dropped)
+            added = keep
+        items.extend(added)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """xdist worker: tell the controller which pairs the selected items need.
+        """The items are final (-k, -m, --lf, node ids, --deselect applied): record which
+        cases they select and what must be evaluated; an xdist worker tells the controller.
 
         tryfirst: this must be on disk before xdist's own hook reports the collection.
         """
-        if not self.is_worker:
-            return
-        all_keys = {ms.key for ms in self.model_suites}
-        needs: set[str] = set()
-        for item in session.items:
+        self.selection = self.select(session.items)
+        if self.is_worker:
+            self.write_needs(self.selection)
+
+    def select(self, items: Sequence[pytest.Item]) -> Selection:
+        grid = self.grid()
+        chosen: dict[str, set[str]] = {}
+        full: set[str] = set()
+        baseline_models: set[Path] = set()
+        sel = Selection(by=selection_by(self.config, self.node_args))
+        for item in items:
             if isinstance(item, RobustCaseItem):
-                needs.add(item.model_suite.key)
+                key = item.model_suite.key
+                chosen.setdefault(key, set()).add(item.case.case_id)
+                sel.items[item.nodeid] = (key, item.case.case_id)
             elif isinstance(item, BaselineItem):
-                needs |= {ms.key for ms in self.model_suites if ms.model == item.model}
+                baseline_models.add(item.model)
             elif "robust_eval" in getattr(item, "fixturenames", ()):
-                needs |= all_keys
-        self.write_needs(needs)
+                full |= set(grid)
+        for ms in self.model_suites:
+            if ms.model in baseline_models and ms.key not in chosen:
+                full.add(ms.key)  # the baseline item compares the whole grid
+        for key in grid:
+            if key in chosen:
+                sel.cases[key] = [c for c in grid[key] if c in chosen[key]]
+            if key in full:
+                sel.needs[key] = None
+            elif key in chosen:
+                whole = len(chosen[key]) == len(grid[key])
+                sel.needs[key] = None if whole else sel.cases[key]
+        return sel
+
+    def grid(self) -> dict[str, list[str]]:
+        """Per pair, its case ids in grid order."""
+        return {ms.key: [c.case_id for c in ms.cases] for ms in self.model_suites}
+
+    # --- what pytest made of each selected case ------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if isinstance(item, _RobustItemBase) and call.excinfo is not None:
+            kind = FAILURE_TYPES.get(call.excinfo.type)
+            if kind is not None:  # a plain attribute: it travels with the report under xdist
+                report.robusttest_failure_type = kind  # type: ignore[attr-defined]
+        return report
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Record each selected case's outcome (a case pytest never judged makes the run
+        incomplete); give a robusttest failure its JUnit ``type`` (trylast: after pytest's
+        junitxml has added the failure element)."""
+        if self.is_worker:
+            return
+        nodeid = report.nodeid
+        if nodeid in self.selection.items:
+            if report.when == "call" or (report.when == "setup" and not report.passed):
+                self.outcomes[nodeid] = report.outcome
+            elif report.when not in ("setup", "teardown") and report.failed:
+                # pytest-xdist's report of an item whose worker died under it
+                self.crashed[nodeid] = str(report.longrepr)
+        kind = getattr(report, "robusttest_failure_type", None)
+        if kind and report.failed and report.when == "call":
+            _junit_failure_type(self.config, report, kind)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """Write the reports whatever happened; say in the JUnit XML when the run was
-        interrupted; exit with EXIT_ROBUSTTEST_ERROR when something could not be evaluated.
+        """Finish the controller's evaluation, then write the reports whatever happened;
+        say in the JUnit XML when the run was interrupted; exit with EXIT_ROBUSTTEST_ERROR
+        when something could not be evaluated.
 
-        tryfirst: before junitxml writes its file and the terminal prints its summary.
+        tryfirst: before pytest's junitxml writes its file (which gets the testsuite
+        properties) and the terminal prints its summary.
         """
         if self.is_worker:
             return
         from robusttest.report import ReportsInterrupted
 
+        self.finish_evaluation()
+        combined = self.combined(session)
+        if combined is not None:
+            _junit_suite_properties(self.config, combined)
+        interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED
         try:
-            self.write_reports(interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED)
+            self.write_reports(combined, interrupted=interrupted)
         except ReportsInterrupted as exc:  # Ctrl-C while writing: written again, marked
             self._mark_interrupted_while_writing()
             self.report_lines += [w.line() for w in exc.written]
@@ -215,6 +395,7 @@ class RobustSession:
             self._mark_interrupted_while_writing()
             self.interrupted_in = self.interrupted_in or "rendering"
             session.exitstatus = pytest.ExitCode.INTERRUPTED
+        incomplete = combined is not None and not combined.completed
         if session.exitstatus == pytest.ExitCode.INTERRUPTED:
             self._junit_incomplete(session)
         elif self.has_errors() and session.exitstatus in (
@@ -223,11 +404,14 @@ class RobustSession:
             pytest.ExitCode.NO_TESTS_COLLECTED,
         ):
             session.exitstatus = EXIT_ROBUSTTEST_ERROR
+        elif incomplete and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _mark_interrupted_while_writing(self) -> None:
         from robusttest.report import mark_interrupted
 
         self._results = {k: mark_interrupted(r, "rendering") for k, r in self._results.items()}
+        self._reported = {k: mark_interrupted(r, "rendering") for k, r in self._reported.items()}
 
     def has_errors(self) -> bool:
         """A pair could not be evaluated (or only in part), or a report not written."""
@@ -250,7 +434,7 @@ class RobustSession:
         where = self.interrupted_in or "the test session"
         xml.add_global_property("robusttest_completed", "false")
         xml.add_global_property("robusttest_interrupted_in", where)
-        combined = self.combined()
+        combined = self.combined(session)
         from robusttest.report import summary_line
 
         text = (
@@ -279,6 +463,7 @@ class RobustSession:
             terminalreporter.write_line(line)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.finish_evaluation()
         if self._own_exchange_dir and self.exchange_dir is not None:
             shutil.rmtree(self.exchange_dir, ignore_errors=True)
 
@@ -373,12 +558,12 @@ class RobustSession:
     def _load_baseline(self) -> None:
         if self.settings.baseline is None:
             return
-        from robusttest.results import RunResult
+        from robusttest.report.cli import read_results
 
         path = self.settings.baseline
         if not path.is_file():
             raise pytest.UsageError(f"--robust-baseline {path}: no such file")
-        self.baseline = RunResult.read(path)
+        self.baseline = read_results(path)  # verified: digest and verdicts
 
     def families(self) -> list[str]:
         return sorted({c.family for ms in self.model_suites for c in ms.cases})
@@ -407,7 +592,10 @@ class RobustSession:
         """The RunResult of a pair: computed on first use (or read from the controller)."""
         if key in self._results:
             return self._results[key]
-        if key not in self._errors and self.exchange_dir is not None and self.is_worker:
+        # an xdist worker waits for what it told the controller it needs; anything else
+        # (nothing selected asked for it) it evaluates itself
+        provided = key in self.selection.needs and self.exchange_dir is not None
+        if key not in self._errors and self.is_worker and provided:
             self._read_provided(key)
         if key not in self._results and key not in self._errors:
             self._evaluate(key)
@@ -419,11 +607,12 @@ class RobustSession:
         ms = self.model_suite(key)
         return f"{ms.model.name} on suite {ms.suite_name}"
 
-    def _evaluate(self, key: str) -> None:
+    def _evaluate(self, key: str, *, in_thread: bool = False) -> None:
         from robusttest.engine import EngineOptions, evaluate
         from robusttest.errors import RobustTestError
 
         ms = self.model_suite(key)
+        cases = self.selection.needs.get(key)
         try:
             loaded = self._loaded.get(key)
             if loaded is None:  # an xdist worker without results from the controller
@@ -437,8 +626,16 @@ class RobustSession:
                 cache=s.cache,
                 cache_dir=s.cache_dir or self._cache_dir() if s.cache else None,
                 progress=None,  # a bar only when stderr is a terminal (e.g. with -s)
+                stop=self._stop,
             )
-            result = evaluate(loaded.runner, loaded.suite, loaded.dataset, options)
+            result = evaluate(
+                loaded.runner,
+                loaded.suite,
+                loaded.dataset,
+                options,
+                cases=cases,
+                selected_by=self.selection.by,
+            )
         except RobustTestError as exc:
             self._errors[key] = f"could not evaluate {self._describe(key)}: {exc}"
             return
@@ -454,7 +651,7 @@ class RobustSession:
         self.config.hook.pytest_robusttest_evaluated(
             config=self.config, model=ms.model, suite=ms.suite_name, result=result
         )
-        if result.run.get("interrupted"):
+        if result.run.get("interrupted") and not in_thread:
             # Ctrl-C: the engine kept what finished; stop the session now, and
             # pytest_sessionfinish still writes the reports, marked incomplete.
             self.interrupted_in = str(result.run.get("stopped_in") or "evaluation")
@@ -478,51 +675,78 @@ class RobustSession:
             "model_suites": [ms.to_dict() for ms in self.model_suites],
         }
 
-    def write_needs(self, keys: Iterable[str]) -> None:
-        """Worker: record which pairs the selected items need (read by the controller)."""
+    def write_needs(self, selection: Selection) -> None:
+        """Worker: record what the selected items need (read by the controller)."""
         if self.exchange_dir is None:
             return
         wid = str(self.config.workerinput["workerid"])  # type: ignore[attr-defined]
-        _write_text(self.exchange_dir / f"needs-{wid}.json", json.dumps(sorted(set(keys))))
+        _write_text(self.exchange_dir / f"needs-{wid}.json", json.dumps(selection.to_dict()))
 
     def provide(self, workerid: str) -> None:
-        """Controller: evaluate what a worker needs (once) and save it for the workers."""
+        """Controller: evaluate what a worker needs (once each), in the background, and save
+        it for the workers; returns at once, so xdist's loop goes on (and notices a worker
+        lost meanwhile, as it notices any crash)."""
         if self.exchange_dir is None:
             return
         needs_file = self.exchange_dir / f"needs-{workerid}.json"
+        grid = self.grid()
         try:
-            keys = [str(k) for k in json.loads(needs_file.read_text(encoding="utf-8"))]
-        except (OSError, ValueError):
-            keys = [ms.key for ms in self.model_suites]  # no word from the worker: everything
-        for key in keys:
-            if key in self._results or key in self._errors:
-                continue
-            try:
-                self._evaluate(key)
-            except Exception:  # a bug; keep the controller's loop alive, report it per item
-                self._errors[key] = (
-                    f"could not evaluate {self._describe(key)} (internal error):\n"
-                    + traceback.format_exc()
-                )
-            try:
-                if key in self._results:
-                    self._results[key].write_json(self.exchange_dir / f"{key}.json")
-                else:
-                    _write_text(self.exchange_dir / f"{key}.error", self._errors[key])
-            except OSError as exc:  # the worker then evaluates itself (see result())
-                self.notes.append(f"could not hand {self._describe(key)} to the workers: {exc}")
+            got = Selection.from_dict(json.loads(needs_file.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            # no word from the worker: everything
+            got = Selection(cases=dict(grid), needs=dict.fromkeys(grid))
+        queued = set(self.selection.needs)
+        self.selection.update(got, grid)
+        for key in grid:
+            if key in self.selection.needs and key not in queued:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="robusttest-eval")
+                self._pending.append(self._pool.submit(self._provide_one, key))
+
+    def _provide_one(self, key: str) -> None:
+        assert self.exchange_dir is not None
+        try:
+            self._evaluate(key, in_thread=True)
+        except BaseException:  # a bug; reported per item, the controller goes on
+            self._errors[key] = (
+                f"could not evaluate {self._describe(key)} (internal error):\n"
+                + traceback.format_exc()
+            )
+        try:
+            if key in self._results:
+                self._results[key].write_json(self.exchange_dir / f"{key}.json")
+            else:
+                _write_text(self.exchange_dir / f"{key}.error", self._errors[key])
+        except OSError as exc:
+            why = f"could not hand {self._describe(key)} to the workers: {exc}"
+            self.notes.append(why)
+            with contextlib.suppress(OSError):  # the worker then waits: nothing else to do
+                _write_text(self.exchange_dir / f"{key}.error", why)
+
+    def finish_evaluation(self) -> None:
+        """Controller: wait for the background evaluation; at an interrupt, stop it first
+        (it keeps what finished and is marked incomplete, as at Ctrl-C without xdist)."""
+        if self._pool is None:
+            return
+        if any(not f.done() for f in self._pending):
+            self._stop.set()
+        self._pool.shutdown(wait=True)
+        self._pool = None
 
     def _read_provided(self, key: str) -> None:
+        """Worker: wait for the controller's result (or error) of a pair, and read it."""
         from robusttest.errors import RobustTestError
         from robusttest.results import RunResult
 
         assert self.exchange_dir is not None
         result_file = self.exchange_dir / f"{key}.json"
         error_file = self.exchange_dir / f"{key}.error"
+        while not (result_file.is_file() or error_file.is_file()):
+            time.sleep(0.05)
         try:
             if result_file.is_file():
                 self._results[key] = RunResult.read(result_file)
-            elif error_file.is_file():
+            else:
                 self._errors[key] = error_file.read_text(encoding="utf-8")
         except (RobustTestError, OSError) as exc:
             self._errors[key] = (
@@ -530,33 +754,70 @@ class RobustSession:
             )
 
     # --- reports -----------------------------------------------------------------------------
-    def combined(self) -> RunResult | None:
-        """All results of this session as one (the library's merge for several pairs)."""
+    def combined(self, session: pytest.Session | None = None) -> RunResult | None:
+        """The reported result: per pair, exactly the selected cases (made incomplete, with
+        why, where pytest did not judge them all), merged with the library's merge."""
         from robusttest.results import merge
 
-        results = [self._results[ms.key] for ms in self.model_suites if ms.key in self._results]
+        results = []
+        for ms in self.model_suites:
+            result = self._results.get(ms.key)
+            chosen = self.selection.cases.get(ms.key)
+            if result is None or not chosen:
+                continue  # evaluated only for robust_eval or a baseline item: not reported
+            # narrow a result that judged more than pytest selected (robust_eval or a
+            # baseline item asked for the whole grid); an interrupted one keeps its records
+            if result.cases and not {c.case_id for c in result.cases} <= set(chosen):
+                result = result.select(chosen, by=self.selection.by)
+            why = self._unjudged(ms.key, session)
+            if why is not None and result.completed:
+                result = result.incomplete(why)
+            self._reported[ms.key] = result
+            results.append(result)
         if not results:
             return None
+        if self.lost_workers and all(r.completed for r in results):
+            self.notes += [f"{w}; every selected case was still judged" for w in self.lost_workers]
         return merge(results)
+
+    def _unjudged(self, key: str, session: pytest.Session | None) -> str | None:
+        """Why some selected cases of a pair got no verdict from pytest, or None."""
+        mine = [n for n, (k, _) in self.selection.items.items() if k == key]
+        crashed = [self.crashed[n] for n in mine if n in self.crashed]
+        missing = [n for n in mine if n not in self.outcomes and n not in self.crashed]
+        if not crashed and not missing:
+            return None
+        parts = []
+        if crashed:
+            parts.append(f"{len(crashed)} selected case(s) got no verdict: {crashed[0]}")
+        if missing:
+            why = [*self.lost_workers]
+            stop = session and (session.shouldfail or session.shouldstop)
+            if stop:
+                why.append(str(stop))
+            elif session is not None and session.exitstatus == pytest.ExitCode.INTERRUPTED:
+                why.append("interrupted")
+            because = f" ({'; '.join(why)})" if why else ""
+            parts.append(f"{len(missing)} of {len(mine)} selected cases never ran{because}")
+        return "; ".join(parts)
 
     def results_for_model(self, model: Path) -> list[RunResult]:
         return [self.result(ms.key) for ms in self.model_suites if ms.model == model]
 
-    def write_reports(self, *, interrupted: bool = False) -> bool:
+    def write_reports(self, combined: RunResult | None, *, interrupted: bool = False) -> bool:
         """Write every requested report; False when one could not be written."""
         from robusttest.report import write_reports
 
         outputs = self.settings.outputs()
         if not outputs:
             return True
-        combined = self.combined()
         if combined is None:
             why = (
                 "interrupted before any evaluation finished"
                 if self.interrupted_in is not None or interrupted
                 else "an evaluation failed"
                 if self._errors
-                else "nothing was evaluated (no item selected)"
+                else "no robusttest case was selected"
             )
             self.notes.append(f"reports not written: {why}")
             return True
@@ -571,11 +832,13 @@ class RobustSession:
         lines: list[str] = []
         for ms in self.model_suites:
             head = f"{ms.model.name} × {ms.suite_name}"
-            result = self._results.get(ms.key)
+            result = self._reported.get(ms.key)
             if result is not None:
                 lines.append(f"{head}: {_describe(result)}; {summary_line(result)}")
                 lines += [f"robusttest: error: {e}" for e in run_errors(result)]
                 lines += [f"robusttest: warning: {w}" for w in run_warnings(result)]
+            elif ms.key in self._results:
+                lines.append(f"{head}: evaluated for robust_eval or the baseline only")
             elif ms.key in self._errors:
                 lines.append(f"{head}: ERROR {self._errors[ms.key].splitlines()[0]}")
             else:
@@ -591,6 +854,41 @@ def _describe(result: RunResult) -> str:
     n = data.get("n_images", "?")
     device = result.run.get("device", "?")
     return f"sha256 {sha}, {n} images ({data.get('adapter', '?')}), device {device}"
+
+
+def _names(nodeid: str, arg: str) -> bool:
+    """Whether the node id ``arg`` names this item or a collector above it."""
+    return nodeid == arg or nodeid.startswith(arg + "::")
+
+
+def _junit_xml(config: pytest.Config) -> Any:
+    from _pytest.junitxml import xml_key
+
+    return config.stash.get(xml_key, None)
+
+
+def _junit_failure_type(config: pytest.Config, report: pytest.TestReport, kind: str) -> None:
+    """Set ``type`` on the failure element pytest's junitxml made for this report."""
+    xml = _junit_xml(config)
+    if xml is None:
+        return
+    for node in xml.node_reporter(report).nodes:
+        if node.tag == "failure" and "type" not in node.attrib:
+            node.set("type", kind)
+
+
+def _junit_suite_properties(config: pytest.Config, result: RunResult) -> None:
+    """The model (name, sha256), suite (name, sha256), completeness and coverage as
+    testsuite properties of pytest's --junitxml file."""
+    from robusttest.report import summary_line
+    from robusttest.report.junit import suite_properties
+
+    xml = _junit_xml(config)
+    if xml is None:
+        return
+    xml.add_global_property("robusttest_summary", summary_line(result))
+    for name, value in suite_properties(result):
+        xml.add_global_property(f"robusttest_{name}", value)
 
 
 def _write_text(path: Path, text: str) -> None:

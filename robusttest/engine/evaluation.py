@@ -8,8 +8,9 @@ bounded by the batch (plus the records, a few numbers per image and condition).
 
 from __future__ import annotations
 
+import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from robusttest import metrics as M
 from robusttest.cache import OutputCache, context_key, default_cache_dir
 from robusttest.data import Dataset, Sample
 from robusttest.data.base import BadImagePolicy
-from robusttest.engine.loading import plan_task
+from robusttest.engine.loading import plan_cases, plan_task, select_cases
 from robusttest.errors import ConfigError, check_range
 from robusttest.gates import CLEAN
 from robusttest.models import ModelRunner, postprocess, preprocess, resize
@@ -52,6 +53,8 @@ class EngineOptions:
     progress: bool | None = None  # None: a bar only when stderr is a terminal
     gallery: int = 2  # sample images shown per condition (plus the worst case)
     lanes: int | None = None  # items in parallel, each single-threaded; None: Evaluator.lanes
+    # set from another thread to stop as Ctrl-C does (the result is marked incomplete)
+    stop: threading.Event | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -165,19 +168,37 @@ class _Work:
 
 
 class Evaluator:
-    """One model on one dataset under one suite's conditions."""
+    """One model on one dataset under one suite's conditions.
+
+    ``cases``: the ids of the grid's cases to evaluate (None: every case). Only the
+    conditions, targets and metrics those cases need are computed (the clean pass always:
+    every case is paired with it), so a deselected condition costs no model call.
+    """
 
     def __init__(
-        self, runner: ModelRunner, dataset: Dataset, suite: Suite, options: EngineOptions
+        self,
+        runner: ModelRunner,
+        dataset: Dataset,
+        suite: Suite,
+        options: EngineOptions,
+        cases: Collection[str] | None = None,
     ) -> None:
         self.runner = runner
         self.dataset = dataset
         self.suite = suite
         self.options = options
-        self.plan = plan_task(suite, runner, dataset)
+        self.full_plan = plan_task(suite, runner, dataset)
+        self.grid = plan_cases(suite, self.full_plan)
+        self.cases = select_cases(suite, self.grid, cases)
+        self.plan = self.full_plan if cases is None else self.full_plan.restrict(self.cases)
         self.device = torch.device(runner.device)
+        wanted = {c.condition for c in self.cases}
+        self.condition_names: list[str] = [CLEAN]
         self.conditions: list[tuple[str, NoiseSpec | None, int]] = [(CLEAN, None, 0)]
         for spec in suite.noise:
+            if spec.slug not in wanted:
+                continue
+            self.condition_names.append(spec.slug)
             for r in range(suite.repeats):
                 self.conditions.append((spec.slug, spec, r))
         self._context: dict[str, str] = {}

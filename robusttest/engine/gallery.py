@@ -172,7 +172,7 @@ def make_gallery(ev: Evaluator, records: Sequence[ImageRecord]) -> list[GalleryI
     ids_sorted = sorted({r.image_id for r in records})
     wanted: dict[str, list[tuple[str, str]]] = defaultdict(list)  # image -> (condition, kind)
     shifts: dict[str, Shift] = {}  # classification: the worst move per condition
-    for cond in ev.suite.conditions:
+    for cond in ev.condition_names:
         for image_id in ids_sorted[:n_show]:
             wanted[image_id].append((cond, "sample"))
         if cond == CLEAN:
@@ -198,7 +198,7 @@ def make_gallery(ev: Evaluator, records: Sequence[ImageRecord]) -> list[GalleryI
         for cond, kind in entries:
             per_cond[cond].append((image_id, kind))
     items: list[GalleryItem] = []
-    for cond in ev.suite.conditions:
+    for cond in ev.condition_names:
         spec = ev.suite.noise_spec(cond)
         entries = per_cond.get(cond, [])
         # same-shaped images go through noise and the model together
@@ -242,5 +242,5 @@ def make_gallery(ev: Evaluator, records: Sequence[ImageRecord]) -> list[GalleryI
                         caption=caption,
                     )
                 )
-    items.sort(key=lambda g: (g.kind, g.image_id, ev.suite.conditions.index(g.condition)))
+    items.sort(key=lambda g: (g.kind, g.image_id, ev.condition_names.index(g.condition)))
     return items

@@ -7,8 +7,9 @@ first (no session, no probe), so the model itself is loaded once, with the overr
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,10 +30,53 @@ class TaskPlan:
     metrics: tuple[str, ...]
     pairwise: tuple[tuple[str, str], ...]
     channel_index: Mapping[str, int]  # target -> output channel of the model
+    # names the model or the data has that get no case, with why: never silently absent
+    not_evaluated: tuple[tuple[str, str], ...] = ()
+
+    def restrict(self, specs: Sequence[CaseSpec]) -> TaskPlan:
+        """The plan that scores only what the cases ``specs`` need (same order)."""
+        names = {c.target for c in specs}
+        pairwise = tuple(p for p in self.pairwise if f"{p[0]}-vs-{p[1]}" in names)
+        case_targets = tuple(t for t in self.case_targets if t in names)
+        needed = {*case_targets, *(x for p in pairwise for x in p)}
+        targets = tuple(t for t in self.targets if t in needed)
+        return replace(
+            self,
+            targets=targets,
+            case_targets=case_targets,
+            metrics=tuple(m for m in self.metrics if any(c.metric == m for c in specs)),
+            pairwise=pairwise,
+            channel_index={t: self.channel_index[t] for t in targets},
+        )
+
+
+def _norm(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def close_names(name: str, candidates: Collection[str]) -> list[str]:
+    """Names in ``candidates`` that look like a misspelling of ``name`` (case, separators,
+    a swapped or missing letter): the same once normalised, or difflib ratio >= 0.8."""
+    by_norm = [c for c in candidates if _norm(c) == _norm(name)]
+    lowered = {c.lower(): c for c in candidates}
+    near = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.8)
+    return list(dict.fromkeys([*by_norm, *(lowered[c] for c in near)]))
+
+
+def _closest(name: str, candidates: Sequence[str]) -> str:
+    near = close_names(name, candidates) or difflib.get_close_matches(name, candidates, n=3)
+    return f"closest: {', '.join(map(repr, near))}" if near else f"present: {', '.join(candidates)}"
 
 
 def plan_task(suite: Suite, runner: ModelRunner, dataset: Dataset) -> TaskPlan:
-    """Check that model, suite and data fit together; decide the targets."""
+    """Check that model, suite and data fit together; decide the targets.
+
+    Every target the suite names must be a name of both the model and the data; a name of
+    the model card that the data lacks while the data has a near spelling of it (``effusoin``
+    for ``effusion``) is a ConfigError naming both, never a silently dropped head. Names
+    only one side has (or that the suite's ``targets:`` leaves out) are listed in
+    ``not_evaluated``, which every report shows.
+    """
     card = runner.card
     if card.task != suite.task:
         raise ModelError(
@@ -49,6 +93,7 @@ def plan_task(suite: Suite, runner: ModelRunner, dataset: Dataset) -> TaskPlan:
         model_names, data_names, what = card.structures, dataset.structures, "structure"
     else:
         model_names, data_names, what = card.labels, dataset.labels, "label"
+    model_names, data_names = tuple(model_names), tuple(data_names)
     index = {n: i for i, n in enumerate(model_names)}
     if suite.targets is not None:
         targets = suite.targets
@@ -56,14 +101,24 @@ def plan_task(suite: Suite, runner: ModelRunner, dataset: Dataset) -> TaskPlan:
             if t not in index:
                 raise ConfigError(
                     f"suite {suite.name!r}: target {t!r} is not a {what} of the model "
-                    f"({', '.join(model_names)})"
+                    f"{runner.path.name} ({_closest(t, model_names)})"
                 )
             if t not in data_names:
                 raise ConfigError(
                     f"suite {suite.name!r}: target {t!r} is not a {what} of dataset "
-                    f"{dataset.name!r} ({', '.join(data_names)})"
+                    f"{dataset.name!r} ({_closest(t, data_names)})"
                 )
     else:
+        data_only = [n for n in data_names if n not in index]
+        for n in model_names:
+            near = close_names(n, data_only) if n not in data_names else []
+            if near:
+                raise ConfigError(
+                    f"model {runner.path.name}: {what} {n!r} is not in dataset "
+                    f"{dataset.name!r}, which has {', '.join(map(repr, near))}: a misspelling? "
+                    f"Rename it in the data, or set the model's names with a `model:` "
+                    f"override, or list the {what}s to evaluate in the suite's `targets:`"
+                )
         targets = tuple(n for n in model_names if n in data_names)
         if not targets and not suite.pairwise:
             raise ConfigError(
@@ -74,11 +129,23 @@ def plan_task(suite: Suite, runner: ModelRunner, dataset: Dataset) -> TaskPlan:
     for a, b in suite.pairwise:
         for lab in (a, b):
             if lab not in index or lab not in data_names:
+                side, names = ("model", model_names) if lab not in index else ("data", data_names)
                 raise ConfigError(
                     f"suite {suite.name!r}: pairwise label {lab!r} must be a label of both the "
-                    f"model ({', '.join(model_names)}) and the data ({', '.join(data_names)})"
+                    f"model and the data; the {side} has no {lab!r} ({_closest(lab, names)})"
                 )
     scored = tuple(dict.fromkeys([*targets, *(x for p in suite.pairwise for x in p)]))
+    skipped: list[tuple[str, str]] = []
+    for n in dict.fromkeys([*model_names, *data_names]):
+        if n in scored:
+            continue
+        if n in index and n in data_names:
+            why = "not among the suite's targets"
+        elif n in index:
+            why = f"a {what} of the model that the data does not have"
+        else:
+            why = f"a {what} of the data that the model does not have"
+        skipped.append((n, why))
     return TaskPlan(
         task=suite.task,
         targets=scored,
@@ -86,12 +153,36 @@ def plan_task(suite: Suite, runner: ModelRunner, dataset: Dataset) -> TaskPlan:
         metrics=suite.metrics,
         pairwise=suite.pairwise,
         channel_index={t: index[t] for t in scored},
+        not_evaluated=tuple(skipped),
     )
 
 
 def plan_cases(suite: Suite, plan: TaskPlan) -> list[CaseSpec]:
     """The grid of one evaluation: targets (and pairwise tasks) × metrics × conditions."""
     return suite.cases([*plan.case_targets, *(f"{a}-vs-{b}" for a, b in plan.pairwise)])
+
+
+def select_cases(
+    suite: Suite, grid: Sequence[CaseSpec], cases: Collection[str] | None
+) -> list[CaseSpec]:
+    """The cases of ``grid`` named in ``cases`` (grid order); None: the whole grid.
+
+    An id not in the grid is a ConfigError naming the closest ids; an empty selection too
+    (nothing to evaluate).
+    """
+    if cases is None:
+        return list(grid)
+    if isinstance(cases, str):
+        cases = [cases]
+    wanted = set(cases)
+    ids = [c.case_id for c in grid]
+    for cid in sorted(wanted - set(ids)):
+        near = difflib.get_close_matches(cid, ids, n=3)
+        hint = f"closest: {', '.join(near)}" if near else f"e.g. {ids[0]}" if ids else "empty grid"
+        raise ConfigError(f"suite {suite.name!r}: case {cid!r} is not in the grid ({hint})")
+    if not wanted:
+        raise ConfigError(f"suite {suite.name!r}: no case selected; nothing to evaluate")
+    return [c for c in grid if c.case_id in wanted]
 
 
 def resolve_suite(suite: str | Path | Suite | None, task: str | None) -> Suite:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -188,8 +188,15 @@ def evaluate(
     suite: Suite,
     dataset: Dataset,
     options: EngineOptions | None = None,
+    *,
+    cases: Collection[str] | None = None,
+    selected_by: str | None = None,
 ) -> RunResult:
     """Evaluate an already loaded model on an opened dataset.
+
+    ``cases``: the ids of the grid's cases to evaluate and judge (None: the whole grid);
+    only their conditions are computed. ``selected_by``: how they were chosen, in words
+    (e.g. ``pytest -m quantum``), recorded with them in ``provenance["selection"]``.
 
     Ctrl-C during the evaluation, the statistics or the gallery, and bad input met on the
     way (an unreadable image, a model output with NaN), end in a RunResult that keeps
@@ -199,13 +206,15 @@ def evaluate(
     options = options or EngineOptions()
     started = _now()
     t0 = time.perf_counter()
-    ev = Evaluator(runner, dataset, suite, options)
+    ev = Evaluator(runner, dataset, suite, options, cases=cases)
     update, close = _progress_bar(len(dataset), options.progress, f"{suite.name}")
     stop = _Stop()
     records: list[ImageRecord] = []
     try:
         for rec in ev.records(update):
             records.append(rec)
+            if options.stop is not None and options.stop.is_set():
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         stop.interrupt("evaluation")
     except RobustTestError as exc:  # e.g. NaN outputs: the model's problem, not the image's
@@ -236,19 +245,24 @@ def evaluate(
 
     # An interrupt before any image finished leaves nothing to judge: no cases, and the
     # report says "incomplete: 0 images" rather than failing gates on n = 0.
-    cases: list[CaseResult] = []
+    judged = [c.case_id for c in ev.cases]
+    results: list[CaseResult] = []
     if records:
         try:
-            for case in iter_cases(records, suite, ev.plan, spacing_known=ev.spacing_known()):
+            for case in iter_cases(
+                records, suite, ev.plan, judged, spacing_known=ev.spacing_known()
+            ):
                 faults.checkpoint("statistics")
-                cases.append(case)
-            cases = adjust_p_values(cases)
+                results.append(case)
+            results = adjust_p_values(results)
         except KeyboardInterrupt:  # the cases finished so far stay, without Holm
             stop.interrupt("statistics")
     if problem is not None:
         bad = [i for i, _ in dataset.unreadable]
         named = f" ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})" if bad else ""
-        cases = _as_errors(cases, f"{problem}{named}; the run's errors say why and how to fix it")
+        results = _as_errors(
+            results, f"{problem}{named}; the run's errors say why and how to fix it"
+        )
 
     gallery: list[Any] = []
     if not stop.stopped:
@@ -278,6 +292,15 @@ def evaluate(
             "bit_depths": dict(sorted(dataset.bit_depths.items())),
             "describe": _jsonable(dataset.describe()),
         },
+        "selection": {
+            "n_grid": len(ev.grid),
+            "n_selected": len(judged),
+            "cases": judged,
+            "by": selected_by if cases is not None else None,
+        },
+        "not_evaluated": [
+            {"target": name, "reason": why} for name, why in ev.full_plan.not_evaluated
+        ],
         "seed": suite.seed,
         "repeats": suite.repeats,
         "device": torch.device(runner.device).type,  # noise streams differ by device type
@@ -305,7 +328,7 @@ def evaluate(
         "stopped_in": stop.phase,
     }
     return RunResult(
-        cases=tuple(cases),
+        cases=tuple(results),
         records=tuple(records),
         provenance=provenance,
         run=run_info,
@@ -345,11 +368,14 @@ def run(
     progress: bool | None = None,
     gallery: int = 2,
     lanes: int | None = None,
+    cases: Collection[str] | None = None,
 ) -> RunResult:
     """Evaluate ``model`` under ``suite`` (default: chosen from the model card's task).
 
     ``threads`` caps the model's CPU threads; ``lanes`` how many batch × condition items
-    run at once (default: see ``Evaluator.lanes``). Neither changes a number.
+    run at once (default: see ``Evaluator.lanes``). Neither changes a number. ``cases``:
+    evaluate and judge only these case ids of the grid (their numbers are those of the
+    whole grid's run, except the Holm adjustment, which spans the cases judged).
 
     >>> result = robusttest.run("fixtures/models/lungs_tinyunet.onnx")  # doctest: +SKIP
     >>> result.passed, result.counts()                                  # doctest: +SKIP
@@ -375,4 +401,5 @@ def run(
         gallery=gallery,
         lanes=lanes,
     )
-    return evaluate(runner, s, dataset, options)
+    by = "robusttest.run(cases=...)" if cases is not None else None
+    return evaluate(runner, s, dataset, options, cases=cases, selected_by=by)

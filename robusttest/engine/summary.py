@@ -1,14 +1,16 @@
 """Per-case statistics: the records of a run become the grid's CaseResults, judged.
 
 Paired by construction: every case compares the same images clean and noisy; the
-bootstrap resamples patients; p-values are Holm-adjusted across the grid.
+bootstrap resamples patients, and the paired tests take the patient as their unit too
+(Wilcoxon on patient means, DeLong with Obuchowski's clustered variance; ``test_unit``
+says so); p-values are Holm-adjusted across the cases judged (the grid, or a selection).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -73,20 +75,24 @@ def summarise(
     records: Sequence[ImageRecord],
     suite: Suite,
     plan: TaskPlan,
+    cases: Collection[str] | None = None,
     *,
     spacing_known: bool | None = None,
 ) -> list[CaseResult]:
-    """Per-case statistics and verdicts, Holm-adjusted p-values across the grid.
+    """Per-case statistics and verdicts, Holm-adjusted p-values across the cases judged.
 
-    ``spacing_known`` (``Evaluator.spacing_known``) decides a spatial metric's unit.
+    ``cases``: the case ids to judge (None: the plan's whole grid). ``spacing_known``
+    (``Evaluator.spacing_known``) decides a spatial metric's unit.
     """
-    return adjust_p_values(list(iter_cases(records, suite, plan, spacing_known=spacing_known)))
+    cases_ = iter_cases(records, suite, plan, cases, spacing_known=spacing_known)
+    return adjust_p_values(list(cases_))
 
 
 def iter_cases(
     records: Sequence[ImageRecord],
     suite: Suite,
     plan: TaskPlan,
+    cases: Collection[str] | None = None,
     *,
     spacing_known: bool | None = None,
 ) -> Iterator[CaseResult]:
@@ -95,6 +101,9 @@ def iter_cases(
     results: list[CaseResult] = []
     pairs = {f"{a}-vs-{b}": (a, b) for a, b in plan.pairwise}
     specs = plan_cases(suite, plan)
+    if cases is not None:
+        wanted = set(cases)
+        specs = [s for s in specs if s.case_id in wanted]
     by_cond = _ByCondition(records)
     for cs in specs:
         K = 1 if cs.condition == CLEAN else suite.repeats
@@ -116,7 +125,8 @@ def iter_cases(
             cvec = clean[:, 0]
             boot = S.paired_bootstrap(cvec, noisy, pids, higher_is_better=hib, **boot_kw)
             if cs.condition != CLEAN:
-                w = S.wilcoxon_paired(cvec, noisy)
+                # on patient means: the unit the bootstrap resamples
+                w = S.wilcoxon_paired(cvec, noisy, pids)
                 p_value, test = w.p_value, "wilcoxon"
         else:
             cls_metric = M.classification_metric(cs.metric)
@@ -158,13 +168,16 @@ def iter_cases(
                 reason=boot.reason,
                 failed_limits=judged.failed,
                 unit=metric.unit_for(spacing_known),
+                relative_ci_low=boot.relative_ci_low,
+                relative_ci_high=boot.relative_ci_high,
+                test_unit=None if test is None else "patient",
             )
         )
         yield results[-1]
 
 
 def adjust_p_values(results: list[CaseResult]) -> list[CaseResult]:
-    """Holm across every noisy case of the grid that has a p-value."""
+    """Holm across every noisy case judged that has a p-value."""
     results = list(results)
     idx = [i for i, r in enumerate(results) if r.p_value is not None]
     if idx:
@@ -232,7 +245,7 @@ def _set_case(
     boot = replace(boot, n=len(y))  # images, not image × repeat draws
     if cs.condition == CLEAN:
         return boot, None, None
-    tested = metric.paired_test(y, s_clean, s_noisy[:, 0])
+    tested = metric.paired_test(y, s_clean, s_noisy[:, 0], groups)
     if tested is None:
         return boot, None, None
     return boot, tested[0], f"{tested[1]} (repeat 0)"

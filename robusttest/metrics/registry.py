@@ -70,7 +70,9 @@ class Metric(abc.ABC):
 
     ``unit``: the unit of its values ("" for fractions); ``spatial`` metrics are in ``unit``
     when the pixel spacing is known and in pixels otherwise. ``default``: computed when a
-    suite names no metrics.
+    suite names no metrics. ``compare_tolerance``: how much worse a run may get before
+    ``robusttest compare`` calls it a regression: an amount in ``unit`` ("0.01") or a
+    percentage of the base value ("10%"; for metrics whose scale varies, e.g. mm vs px).
     """
 
     name: ClassVar[str]
@@ -81,6 +83,7 @@ class Metric(abc.ABC):
     spatial: ClassVar[bool] = False
     default: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    compare_tolerance: ClassVar[str] = "0.01"
 
     @property
     def task(self) -> Task:
@@ -147,9 +150,16 @@ class ClassificationMetric(Metric):
         )
 
     def paired_test(
-        self, y: npt.ArrayLike, s_clean: npt.ArrayLike, s_noisy: npt.ArrayLike
+        self,
+        y: npt.ArrayLike,
+        s_clean: npt.ArrayLike,
+        s_noisy: npt.ArrayLike,
+        groups: npt.ArrayLike | None = None,
     ) -> tuple[float, str] | None:
-        """(p-value, test name) of clean vs noisy on the same images, or None."""
+        """(p-value, test name) of clean vs noisy on the same images, or None.
+
+        ``groups``: one patient id per image; the test must take the patient as its unit
+        (images of one patient are not independent), as the bootstrap does."""
         return None
 
 
@@ -225,6 +235,7 @@ class HD95(SegmentationMetric):
     unit = "mm"
     spatial = True
     description = "95th-percentile symmetric Hausdorff distance"
+    compare_tolerance = "10%"  # in mm or px: relative to the base value
 
     def values(self, batch: SegmentationBatch) -> FloatArray:
         pred, truth = batch.masks()
@@ -265,9 +276,14 @@ class AUROC(ClassificationMetric):
         )
 
     def paired_test(
-        self, y: npt.ArrayLike, s_clean: npt.ArrayLike, s_noisy: npt.ArrayLike
+        self,
+        y: npt.ArrayLike,
+        s_clean: npt.ArrayLike,
+        s_noisy: npt.ArrayLike,
+        groups: npt.ArrayLike | None = None,
     ) -> tuple[float, str] | None:
-        return S.delong_paired(y, s_clean, s_noisy).p_value, "delong"
+        res = S.delong_paired(y, s_clean, s_noisy, groups=groups)
+        return res.p_value, "delong (clustered, Obuchowski)" if res.clustered else "delong"
 
 
 __all__ = [

@@ -159,7 +159,7 @@ def unit_of(case: CaseResult) -> str:
         return ""
 
 
-RunState = Literal["passed", "failed", "error", "interrupted"]
+RunState = Literal["passed", "failed", "error", "incomplete", "interrupted"]
 
 
 def _runs(result: RunResult) -> list[Mapping[str, Any]]:
@@ -200,15 +200,14 @@ def run_warnings(result: RunResult) -> list[str]:
 
 def run_state(result: RunResult) -> RunState:
     """interrupted (Ctrl-C), error (something could not be evaluated: the gates are not
-    judged), failed (a gate failed) or passed, in that order of precedence."""
+    judged), incomplete (some selected cases got no verdict: a lost xdist worker, ``-x``),
+    failed (a gate failed) or passed, in that order of precedence."""
     if was_interrupted(result):
         return "interrupted"
-    if (
-        not result.completed
-        or run_errors(result)
-        or any(c.verdict == "error" for c in result.cases)
-    ):
+    if run_errors(result) or any(c.verdict == "error" for c in result.cases):
         return "error"
+    if not result.completed:
+        return "incomplete"
     return "failed" if result.failed else "passed"
 
 
@@ -225,6 +224,7 @@ def verdict_word(result: RunResult) -> str:
     """PASSED, FAILED, ERROR or INCOMPLETE: the run's state in one word."""
     return {
         "interrupted": "INCOMPLETE",
+        "incomplete": "INCOMPLETE",
         "error": "ERROR",
         "failed": "FAILED",
         "passed": "PASSED",
@@ -239,12 +239,23 @@ def summary_line(result: RunResult) -> str:
         parts.append(f"{c['error']} errors")
     parts.append(f"{c['no-gate']} reported without a gate")
     line = f"{verdict_word(result)}: {len(result.cases)} cases: " + ", ".join(parts)
+    selected = [sel for _, sel in result.selections()]
+    n_sel = sum(int(s.get("n_selected", 0)) for s in selected)
+    n_grid = sum(int(s.get("n_grid", 0)) for s in selected)
+    if selected and n_sel < n_grid:
+        line += f"; {n_sel} of {n_grid} cases selected"
+    skipped = list(dict.fromkeys(t for _, t, _ in result.not_evaluated()))
+    if skipped:
+        line += f"; not evaluated: {', '.join(skipped)}"
     n = len({r.image_id for r in result.records})
     state = run_state(result)
     if state == "interrupted":
         where = result.run.get("stopped_in")
         during = f" during {where}" if where else ""
         line += f" (interrupted{during} after {n} images; the reports say so)"
+    elif state == "incomplete":
+        why = "; ".join(result.incomplete_reasons())
+        line += f" ({why}; {n} images evaluated; the reports say so)"
     elif state == "error":
         errors = run_errors(result)
         if not result.completed:
@@ -255,12 +266,27 @@ def summary_line(result: RunResult) -> str:
     return line
 
 
+def coverage_lines(result: RunResult) -> list[str]:
+    """What the cases cover, one line each: a selection smaller than the grid (and how it
+    was made), and every name of the model or the data that got no case, with why."""
+    lines = []
+    for suite, sel in result.selections():
+        k, n = int(sel.get("n_selected", 0)), int(sel.get("n_grid", 0))
+        if k < n:
+            by = f" by {sel['by']}" if sel.get("by") else ""
+            lines.append(f"{suite}: {k} of the grid's {n} cases selected{by}")
+    for suite, target, why in result.not_evaluated():
+        lines.append(f"{suite}: {target} not evaluated: {why}")
+    return lines
+
+
 __all__ = [
     "RENDERERS",
     "Renderer",
     "ReportsInterrupted",
     "RunState",
     "Written",
+    "coverage_lines",
     "get_renderer",
     "mark_interrupted",
     "register_renderer",

@@ -2,6 +2,10 @@
 
 Wire them in with ``robusttest.cli._EXTRA_COMMANDS.append(register_cli)``. Problems with
 the user's files are ``RobustTestError``s, which the main CLI prints as one line (exit 2).
+
+Both verify what they read (:func:`read_results`): the file's digest (a file modified
+after it was written is refused) and every case's verdict, derived again from its
+numbers and gate (a verdict that does not follow is refused).
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from typing import Any
 
 from robusttest.errors import ConfigError
 from robusttest.fsutil import atomic_write_text
-from robusttest.results import RunResult
+from robusttest.results import RunResult, verify_digest
 
 
 def read_results(path: str | Path) -> RunResult:
-    """Load a results JSON; anything that is not one becomes a one-line ``ConfigError``."""
+    """Load and verify a results JSON; anything that is not one written by robusttest, as
+    written, with verdicts that follow from its numbers, is a one-line ``ConfigError``."""
     p = Path(path)
     try:
         text = p.read_bytes().decode("utf-8")
@@ -32,11 +37,26 @@ def read_results(path: str | Path) -> RunResult:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: not a robusttest results file (top level is not an object)")
     try:
-        return RunResult.from_dict(data, str(p))
+        result = RunResult.from_dict(data, str(p))
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"{p}: malformed results file ({exc!r})") from None
+    verify_digest(data, str(p))
+    check_verdicts(result, str(p))
+    return result
+
+
+def check_verdicts(result: RunResult, source: str) -> None:
+    """ConfigError naming the first case whose saved verdict its numbers and gate do not
+    give (``gates.judge_case`` again, as the engine judged it)."""
+    wrong = result.verdict_mismatches()
+    if wrong:
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise ConfigError(
+            f"{source}: {wrong[0]}{more}; the file was edited or written by another version "
+            "of robusttest; re-run"
+        )
 
 
 def _write(path: str, text: str, what: str) -> Path:
@@ -65,9 +85,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
             "report: nothing to write; give --html OUT.html, --json OUT.json, --junit OUT.xml, "
             "--pdf OUT.pdf or --report FORMAT=PATH"
         )
+    seen: dict[Path, str] = {}
     for fmt, path in outputs:
         if _same_file(str(path), args.results):
             raise ConfigError(f"{fmt} output {path}: is the results file itself; choose another")
+        key = path.expanduser().resolve()
+        if key in seen:
+            raise ConfigError(
+                f"{fmt} output {path}: the same file as the {seen[key]} output; give each "
+                "report its own path"
+            )
+        seen[key] = fmt
     result = read_results(args.results)
     failed = False
     for written in write_reports(result, outputs, rendered_at=render_stamp()):
@@ -78,11 +106,25 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from robusttest.compare import compare
+    from robusttest.compare import compare, parse_tolerance_option
 
+    common: str | None = None
+    per_metric: dict[str, str] = {}
+    for text in args.tolerance or []:
+        metric, _ = parse_tolerance_option(text)
+        if metric is None:
+            common = text
+        else:
+            per_metric[metric] = text.partition("=")[2].strip()
     base = read_results(args.base)
     new = read_results(args.new)
-    cmp = compare(base, new, tolerance=args.tolerance)
+    cmp = compare(
+        base,
+        new,
+        tolerance=common,
+        tolerances=per_metric,
+        fail_on_ungated=args.fail_on_ungated,
+    )
     print(cmp.format_text(all_cases=not args.only_problems))
     if args.json:
         _write(args.json, json.dumps(cmp.to_dict(), indent=1, sort_keys=True) + "\n", "--json")
@@ -90,14 +132,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0 if cmp.ok else 1
 
 
-def _tolerance(s: str) -> float:
+def _tolerance(s: str) -> str:
+    from robusttest.compare import parse_tolerance_option
+
     try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
-    if not (v >= 0 and v != float("inf")):
-        raise argparse.ArgumentTypeError(f"{s!r} must be a finite number >= 0")
-    return v
+        parse_tolerance_option(s)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return s
 
 
 def register_cli(sub: Any) -> None:
@@ -128,9 +170,11 @@ def register_cli(sub: Any) -> None:
         "compare",
         help="compare two results case by case; exit 1 when the new run is worse",
         description=(
-            "Match cases by (task, case id) and compare the noisy metric. Exit 0 when nothing "
-            "regressed; exit 1 on a worsening beyond --tolerance, a gate that newly fails, or "
-            "a case of BASE missing from NEW."
+            "Match cases by (suite, case id) and compare the noisy metric. Exit 0 when "
+            "nothing regressed; exit 1 when a gated case got worse by more than its "
+            "metric's tolerance with the runs' CIs apart (beyond noise), a gate newly fails, "
+            "or a case of BASE is missing from NEW. Both files are verified first (digest, "
+            "verdicts)."
         ),
     )
     c.add_argument("base", metavar="BASE.json", help="results of the reference run")
@@ -138,9 +182,16 @@ def register_cli(sub: Any) -> None:
     c.add_argument(
         "--tolerance",
         type=_tolerance,
-        default=0.01,
-        metavar="T",
-        help="allowed worsening in metric units (default 0.01)",
+        action="append",
+        metavar="METRIC=T",
+        help="allowed worsening of a metric, in its unit or as a percentage of the base "
+        "value (dice=0.02, hd95=2, hd95=10%%); a bare T applies to every metric; repeatable "
+        "(default: the metric's own: dice, iou, auroc 0.01; hd95 10%%)",
+    )
+    c.add_argument(
+        "--fail-on-ungated",
+        action="store_true",
+        help="ungated cases that got worse fail too (default: reported only)",
     )
     c.add_argument("--json", metavar="OUT.json", help="also write the comparison as JSON")
     c.add_argument(

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from robusttest.gates import CLEAN
-from robusttest.report.base import Renderer, register_renderer, run_errors, run_state, unit_of
+from robusttest.report.base import (
+    Renderer,
+    coverage_lines,
+    register_renderer,
+    run_errors,
+    run_state,
+    unit_of,
+)
 from robusttest.report.css import CSS, PRINT_CSS
 from robusttest.report.numbers import plain_level, plain_number
 from robusttest.report.plots import Series, curve_svg
@@ -218,12 +225,29 @@ def _banner(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+def _coverage(result: RunResult) -> str:
+    """What the cases cover: the selection that produced them and every name of the model
+    or the data that got no case (never silently absent)."""
+    lines = coverage_lines(result)
+    if not lines:
+        return (
+            '<section id="coverage"><h2>Coverage</h2><p>Every case of the grid; every '
+            "target of the model and the data evaluated.</p></section>"
+        )
+    items = "".join(f"<li>{_e(line)}</li>" for line in lines)
+    return (
+        '<section id="coverage"><h2>Coverage</h2><p>What these cases do not cover:</p>'
+        f'<ul class="coverage">{items}</ul></section>'
+    )
+
+
 HOW_TO_READ = (
     '<p class="howto"><b>How to read this.</b> Each case runs the model on the same images '
     "clean and with one kind and level of noise. <b>Drop</b> is how much worse the metric gets "
     "under noise (positive = worse, in the metric's units), with its bootstrap confidence "
     "interval over patients. A gate <b>passes</b> when its limit holds (on the CI bound unless "
-    "the suite says <i>point</i>). p is Holm-adjusted across the grid. Verdicts: ✓ pass, ✗ fail, "
+    "the suite says <i>point</i>). p comes from a paired test with the patient as its unit "
+    "(as the bootstrap), Holm-adjusted across the cases shown. Verdicts: ✓ pass, ✗ fail, "
     "· no gate (reported only), ! error (not judged: the run could not evaluate it).</p>"
 )
 
@@ -668,6 +692,7 @@ def render_html(result: RunResult, *, rendered_at: str | None = None) -> str:
         + f" · robusttest {_e(version or '?')} · results schema {_e(result.schema_version)}</p>",
         "</header>",
         _banner(result),
+        _coverage(result),
         HOW_TO_READ,
         f"<nav>Contents: {nav}</nav>",
         *(_task_section(k, t, result) for k, t in enumerate(tasks)),

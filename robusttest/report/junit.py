@@ -1,9 +1,13 @@
 """JUnit: the numbers of each case as <property> elements, and a whole JUnit XML file.
 
 Under pytest, pytest's own ``--junitxml`` writes the file and the plugin hands it
-:func:`case_properties` per item; ``robusttest run --junit`` and ``robusttest report
---junit`` write the same properties through :class:`JUnitRenderer` (the xunit1 layout:
-properties inside each testcase).
+:func:`case_properties` per item and :func:`suite_properties` for the testsuite;
+``robusttest run --junit`` and ``robusttest report --junit`` write the same properties
+through :class:`JUnitRenderer` (the xunit1 layout: properties inside each testcase).
+
+Each limit of a case's gate is its own property (``limit_min``, ``limit_max_drop``,
+``limit_max_relative_drop``), beside the quantity it bounds (``noisy_ci_*``, ``ci_*`` of
+the drop, ``relative_ci_*``); a failure's ``type`` is ``robusttest.GateFailure``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import xml.etree.ElementTree as ET
 from robusttest.gates import FAILING
 from robusttest.report.base import (
     Renderer,
+    coverage_lines,
     register_renderer,
     run_errors,
     run_state,
@@ -23,6 +28,8 @@ from robusttest.report.base import (
 from robusttest.results import CaseResult, RunResult
 
 RUN_TESTCASE = "robusttest-run"  # the error testcase of a run interrupted or in error
+GATE_FAILURE_TYPE = "robusttest.GateFailure"
+CASE_ERROR_TYPE = "robusttest.CaseError"
 
 
 def _s(x: float | None) -> str:
@@ -30,23 +37,58 @@ def _s(x: float | None) -> str:
 
 
 def case_properties(case: CaseResult) -> dict[str, str]:
-    """The numbers of one case as strings, for JUnit <property> elements."""
-    return {
+    """The numbers of one case as strings, for JUnit <property> elements: one ``limit_*``
+    per limit of its gate, each beside the CI it is judged on."""
+    out = {
         "metric": case.metric,
         "target": case.target,
         "noise": case.noise or "none",
         "level": _s(case.level),
         "clean": _s(case.clean),
         "noisy": _s(case.noisy),
+        "noisy_ci_low": _s(case.noisy_ci_low),
+        "noisy_ci_high": _s(case.noisy_ci_high),
         "drop": _s(case.drop),
         "ci_low": _s(case.ci_low),
         "ci_high": _s(case.ci_high),
-        "limit": _s(case.limit),
-        "gate": case.gate.describe() if case.gate is not None else "",
-        "n": str(case.n),
-        "verdict": case.verdict,
-        "unit": unit_of(case),
+        "relative_drop": _s(case.relative_drop),
+        "relative_ci_low": _s(case.relative_ci_low),
+        "relative_ci_high": _s(case.relative_ci_high),
     }
+    if case.gate is not None:
+        out.update({f"limit_{kind}": _s(v) for kind, v in case.gate.limits().items()})
+        out["judged_on"] = case.gate.on
+    out["gate"] = case.gate.describe() if case.gate is not None else ""
+    out["failed_limits"] = ",".join(case.failed_limits)
+    out["p_adjusted"] = _s(case.p_adjusted)
+    out["test"] = case.test or ""
+    out["test_unit"] = case.test_unit or ""
+    out["n"] = str(case.n)
+    out["n_patients"] = str(case.n_patients)
+    out["verdict"] = case.verdict
+    out["unit"] = unit_of(case)
+    return out
+
+
+def suite_properties(result: RunResult, suite_name: str | None = None) -> list[tuple[str, str]]:
+    """Testsuite-level properties: each evaluation's model (name, sha256) and suite (name,
+    sha256), in evaluation order (those of ``suite_name`` only, when given), then whether
+    the run completed and what it covers."""
+    out: list[tuple[str, str]] = []
+    for prov in result.run_provenances():
+        model, suite = prov.get("model") or {}, prov.get("suite") or {}
+        if suite_name is not None and suite.get("name") != suite_name:
+            continue
+        out += [
+            ("model", str(model.get("path", ""))),
+            ("model_sha256", str(model.get("sha256", ""))),
+            ("suite", str(suite.get("name", ""))),
+            ("suite_sha256", str(suite.get("sha256", ""))),
+        ]
+    out.append(("completed", str(result.completed).lower()))
+    out += [("incomplete", why) for why in result.incomplete_reasons()]
+    out += [("coverage", line) for line in coverage_lines(result)]
+    return out
 
 
 @register_renderer
@@ -80,15 +122,22 @@ class JUnitRenderer(Renderer):
             )
             props = ET.SubElement(ts, "properties")
             ET.SubElement(props, "property", name="summary", value=summary_line(result))
-            ET.SubElement(props, "property", name="completed", value=str(result.completed).lower())
+            for k, v in suite_properties(result, name):
+                ET.SubElement(props, "property", name=k, value=v)
             for c in cases:
                 tc = ET.SubElement(ts, "testcase", classname=f"robusttest.{name}", name=c.case_id)
                 cp = ET.SubElement(tc, "properties")
                 for k, v in case_properties(c).items():
                     ET.SubElement(cp, "property", name=k, value=v)
                 if c.verdict in FAILING:
-                    tag = "failure" if c.verdict == "fail" else "error"
-                    el = ET.SubElement(tc, tag, message=(c.message or c.verdict).split("\n")[0])
+                    tag, kind = (
+                        ("failure", GATE_FAILURE_TYPE)
+                        if c.verdict == "fail"
+                        else ("error", CASE_ERROR_TYPE)
+                    )
+                    el = ET.SubElement(
+                        tc, tag, message=(c.message or c.verdict).split("\n")[0], type=kind
+                    )
                     el.text = c.message
             if extra:
                 lines = [summary_line(result), *run_errors(result)]

@@ -11,9 +11,10 @@ sampled, not from two independent samples.
   The same seed gives the same resample matrix for every noise level, so the CIs of a
   degradation curve share their random numbers and the curve is not jagged by chance.
 - :func:`delong_paired`: DeLong's test for two correlated AUROCs (Sun & Xu's midrank
-  algorithm). It treats images as independent; use the patient bootstrap when patients
-  contribute several images.
-- :func:`wilcoxon_paired`, :func:`average_repeats`, :func:`holm`: small helpers.
+  algorithm); with patient ids, Obuchowski's clustered variance (patients, not images, are
+  the independent units, as in the bootstrap).
+- :func:`wilcoxon_paired`: the signed-rank test, on patient means with patient ids;
+  :func:`patient_means`, :func:`average_repeats`, :func:`holm`: small helpers.
 
 Orientation: a *drop* is always "how much worse noisy is than clean", in the metric's
 units: ``clean − noisy`` when higher is better (Dice, AUROC), ``noisy − clean`` when
@@ -34,6 +35,7 @@ from robusttest.stats.paired_tests import (
     average_repeats,
     delong_paired,
     holm,
+    patient_means,
     wilcoxon_paired,
 )
 
@@ -47,5 +49,6 @@ __all__ = [
     "paired_bootstrap",
     "paired_bootstrap_auroc",
     "paired_bootstrap_statistic",
+    "patient_means",
     "wilcoxon_paired",
 ]

@@ -61,3 +61,29 @@ def test_without_a_clash_both_spellings_work(project: pytest.Pytester, models: M
     long_form = [a.replace("--model=", "--robust-model=") for a in small(models.seg)]
     project.runpytest(*long_form, "-q").assert_outcomes(passed=3)
     project.runpytest(*small(models.seg), "-q").assert_outcomes(passed=3)
+
+
+@pytest.mark.parametrize("name", SHORTS)
+def test_a_plugin_option_keeps_its_name_and_the_other_short_forms_stay(
+    project: pytest.Pytester, models: Models, name: str
+) -> None:
+    project.makepyfile(theirplugin=_defines((name,)))
+    project.makepyfile(
+        test_theirs=f"""
+        def test_their_option(pytestconfig):
+            assert pytestconfig.getoption({"mine_" + name[2:]!r}) == "given"
+        """
+    )
+    project.syspathinsert()
+    # robusttest's spelling of the taken one; its short forms of the other three
+    ours = {
+        "--model": f"--model={models.seg}",
+        "--suite": "--suite=tiny.yaml",
+        "--device": "--device=cpu",
+        "--data": "--data=.",
+    }
+    ours[name] = ours[name].replace(name, "--robust-" + name[2:])
+    result = project.runpytest(
+        "-p", "theirplugin", *ours.values(), f"{name}=given", "--robust-limit=4", "-q"
+    )
+    result.assert_outcomes(passed=4)  # their test and robusttest's three cases

@@ -25,7 +25,8 @@ def test_defaults_are_inactive_and_documented() -> None:
     assert (s.device, s.cache, s.batch_size, s.workers) == ("auto", True, 16, 2)
     assert s.lanes is None  # the engine's default
     assert settings({"lanes": "3"}).lanes == 3 and settings(ini={"lanes": "2"}).lanes == 2
-    assert s.baseline_tolerance == 0.01
+    assert s.baseline_tolerance == () and s.baseline_tolerances() == (None, {})
+    assert not s.baseline_fail_on_ungated
     assert (s.seed, s.repeats, s.limit, s.json, s.html, s.baseline, s.data) == (None,) * 7
     assert s.suites == () and s.suite_files == ()
 
@@ -99,7 +100,8 @@ def test_bad_device_names_the_choices(text: str) -> None:
         ("workers", "-1", r"--robust-workers: -1 is not >= 0"),
         ("lanes", "0", r"--robust-lanes: 0 is not >= 1"),
         ("seed", "x", r"--robust-seed: 'x' is not an integer"),
-        ("baseline_tolerance", "-0.1", r"--robust-baseline-tolerance: '-0.1' is not a finite"),
+        ("baseline_tolerance", "-0.1", r"--robust-baseline-tolerance: '-0.1': must be a finite"),
+        ("baseline_tolerance", ["hd95="], r"--robust-baseline-tolerance: 'hd95=': expected METRIC"),
         ("device", "tpu", r"--robust-device: 'tpu' is not a device"),
         ("reports", ["csv=x.csv"], r"--robust-report: 'csv=x.csv': unknown report format 'csv'"),
         ("reports", ["x.csv"], r"--robust-report: 'x.csv' is not FORMAT=PATH"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -17,6 +18,8 @@ from plugin_helpers import (
     suite_yaml,
 )
 from pytest_robusttest.session import EXIT_ROBUSTTEST_ERROR
+
+from robusttest.results import RunResult
 
 
 def _model_device() -> str:
@@ -45,7 +48,7 @@ def test_passing_gates_in_an_empty_folder(project: pytest.Pytester, models: Mode
             "*- robusttest -*",
             "seg.onnx × tiny: sha256 ????????????, 4 images (phantom), "
             f"device {_model_device()}; PASSED: 3 cases: 3 passed, 0 failed, "
-            "0 reported without a gate",
+            "0 reported without a gate; not evaluated: heart, right_lung, left_lung, clavicles",
         ]
     )
     assert evaluations(project) == ["main seg.onnx tiny"]  # once, for three items
@@ -65,7 +68,7 @@ def test_failing_gate_reports_the_numbers_without_a_traceback(
             lit("dice lungs [quantum-dose10]: noisy value * < limit 1.01: FAIL"),
             lit(
                 "metric=dice target=lungs noise=quantum level=0.1 clean=* noisy=* drop=* "
-                "CI=[*, *] limit=1.01 n=4"
+                "CI=[*, *] limit_min=1.01 n=4"
             ),
             "gate: min 1.01 (on ci); verdict: fail",
             lit(
@@ -106,7 +109,7 @@ def test_collect_only_and_deselected_runs_evaluate_nothing(
     result.stdout.fnmatch_lines(
         [
             "seg.onnx × tiny: not evaluated (no item of it was selected)",
-            "reports not written: nothing was evaluated (no item selected)",
+            "reports not written: no robusttest case was selected",
         ]
     )
     assert evaluations(project) == []
@@ -157,17 +160,19 @@ def test_junit_properties_equal_the_json_numbers(project: pytest.Pytester, model
     cases = {c["case_id"]: c for c in doc["cases"]}
     junit = junit_cases(project.path / "junit.xml")
     assert sorted(junit) == sorted(IDS) == sorted(cases)
-    keys = ["metric", "target", "noise", "level", "clean", "noisy", "drop"]
-    keys += ["ci_low", "ci_high", "limit", "gate", "n", "verdict", "unit"]
+    keys = ["metric", "target", "noise", "level", "clean", "noisy", "noisy_ci_low"]
+    keys += ["noisy_ci_high", "drop", "ci_low", "ci_high", "relative_drop", "relative_ci_low"]
+    keys += ["relative_ci_high", "limit_min", "judged_on", "gate", "failed_limits"]
+    keys += ["p_adjusted", "test", "test_unit", "n", "n_patients", "verdict", "unit"]
     for case_id, props in junit.items():
         assert list(props) == keys
         case = cases[case_id]
-        for key in ("clean", "noisy", "drop", "ci_low", "ci_high"):
+        for key in ("clean", "noisy", "drop", "ci_low", "ci_high", "noisy_ci_low"):
             assert float(props[key]) == case[key], (case_id, key)
         assert props["n"] == str(case["n"]) == "4"
         assert props["verdict"] == case["verdict"] == "pass"
         assert props["unit"] == case["unit"] == ""  # dice: a fraction
-        assert float(props["limit"]) == case["gate"]["min"] == 0.0
+        assert float(props["limit_min"]) == case["gate"]["min"] == 0.0
         assert props["gate"] == "min 0 (on ci)"
     assert math.isclose(float(junit["lungs-dice[quantum-dose10]"]["level"]), 0.1)
     # the family defaults to xunit1: testcases keep their file attribute
@@ -268,11 +273,25 @@ def test_baseline_item(project: pytest.Pytester, models: Models) -> None:
     result = project.runpytest(*small(models.seg), "--robust-baseline=base.json", "-v", "-rs")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["robusttest::robust-baseline?seg? PASSED*"])
-    # a base whose noisy Dice was 0.2 higher: the same model now regresses
-    base = json.loads((project.path / "base.json").read_text())
-    for case in base["cases"]:
-        case["noisy"] += 0.2
-    (project.path / "better.json").write_text(json.dumps(base))
+    # a base edited by hand is refused before anything runs
+    doc = json.loads((project.path / "base.json").read_text())
+    doc["cases"][0]["noisy"] += 0.2
+    (project.path / "edited.json").write_text(json.dumps(doc))
+    result = project.runpytest(*small(models.seg), "--robust-baseline=edited.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*edited.json was modified after it was written*"])
+    # a base whose noisy Dice (and its CI) was 0.2 higher: the same model now regresses
+    base = RunResult.read(project.path / "base.json")
+    better = [
+        dataclasses.replace(
+            c,
+            noisy=c.noisy + 0.2,
+            noisy_ci_low=c.noisy_ci_low + 0.2,
+            noisy_ci_high=c.noisy_ci_high + 0.2,
+        )
+        for c in base.cases
+    ]
+    dataclasses.replace(base, cases=tuple(better)).write_json(project.path / "better.json")
     result = project.runpytest(
         *small(models.seg), "--robust-baseline=better.json", "-k", "baseline"
     )
@@ -280,9 +299,9 @@ def test_baseline_item(project: pytest.Pytester, models: Models) -> None:
     result.stdout.fnmatch_lines(
         [
             f"seg.onnx against {project.path / 'better.json'}: NOT OK: 3 cases compared, "
-            "3 regression(s) beyond tolerance 0.01, 0 new gate failure(s)",
+            "3 regression(s) beyond noise and tolerance, 0 new gate failure(s)",
             "status * case * worse by*",
-            lit("regression * tiny * lungs-dice[clean] * +0.2 * pass -> pass"),
+            lit("regression * tiny * lungs-dice[clean] * +0.2 * 0.01 * pass -> pass"),
         ]
     )
     assert "Traceback" not in result.stdout.str()

@@ -59,6 +59,13 @@ def _slug(stem: str, family: str, level: float) -> str:
     return f"{family}-{stem}{level:g}"
 
 
+def _judged(case: CaseResult) -> CaseResult:
+    """The case with the verdict, failed limits and message its numbers and gate give (what
+    the engine writes; `robusttest report` refuses anything else)."""
+    v = case.rejudge()
+    return replace(case, verdict=v.verdict, failed_limits=v.failed, message=v.message)
+
+
 def _gate_msg(metric: str, target: str, cond: str, drop: float, lo: float, hi: float) -> str:
     return f"{metric} {target} [{cond}]: drop {drop:.4g} [95% CI {lo:.4g}, {hi:.4g}]"
 
@@ -150,8 +157,12 @@ def make_result(
                     gate=gate,
                     verdict=verdict,  # type: ignore[arg-type]
                     message=msg,
+                    relative_ci_low=lo / clean,
+                    relative_ci_high=hi / clean,
+                    test_unit="patient" if noise else None,
                 )
             )
+            cases[-1] = _judged(cases[-1])
     for k, image_id in enumerate(image_ids):
         for cond, noise, _lv, _sev, frac in conditions:
             for rep in range(1 if noise is None else 2):
@@ -302,8 +313,12 @@ def make_classification_result(
                     verdict="pass" if noise else "no-gate",
                     message=f"auroc {lab} [{cond}]: drop {drop:.3g}",
                     reason=None,
+                    relative_ci_low=(drop - 0.02) / clean if noise else 0.0,
+                    relative_ci_high=(drop + 0.02) / clean if noise else 0.0,
+                    test_unit="patient" if noise else None,
                 )
             )
+            cases[-1] = _judged(cases[-1])
     for k in range(n_images):
         for cond, _noise, _lv, _sev, drop in conds:
             records.append(

@@ -15,7 +15,7 @@ import robusttest.cli as cli
 from robusttest.compare import compare
 from robusttest.errors import ConfigError
 from robusttest.report.cli import register_cli
-from robusttest.results import RunResult
+from robusttest.results import CaseResult, RunResult
 
 
 @pytest.fixture
@@ -30,14 +30,17 @@ def main_with_compare() -> Iterator[None]:
 
 
 def _shift_case(r: RunResult, case_id: str, by: float) -> RunResult:
-    """Make one case's noisy metric worse by ``by`` (in the metric's orientation)."""
-    cases = tuple(
-        replace(c, noisy=c.noisy - by if c.higher_is_better else c.noisy + by)
-        if c.case_id == case_id
-        else c
-        for c in r.cases
-    )
-    return replace(r, cases=cases)
+    """Make one case's noisy metric (and its CI) worse by ``by`` (in the metric's
+    orientation), as a worse model would."""
+    d = -by
+
+    def shifted(c: CaseResult) -> CaseResult:
+        s = d if c.higher_is_better else -d
+        return replace(
+            c, noisy=c.noisy + s, noisy_ci_low=c.noisy_ci_low + s, noisy_ci_high=c.noisy_ci_high + s
+        )
+
+    return replace(r, cases=tuple(shifted(c) if c.case_id == case_id else c for c in r.cases))
 
 
 def test_identical_results_are_ok() -> None:
@@ -68,7 +71,10 @@ def test_regression_beyond_tolerance_is_listed() -> None:
 def test_lower_is_better_metric_is_oriented() -> None:
     base = make_result()
     worse = _shift_case(base, "lungs-hd95[gaussian-sigma0.04]", 2.0)  # HD95 up by 2 mm
-    [reg] = compare(base, worse).regressions
+    # ungated in the suite: reported, not failed, unless asked
+    cmp = compare(base, worse)
+    assert cmp.ok and [c.case_id for c in cmp.worse_ungated] == ["lungs-hd95[gaussian-sigma0.04]"]
+    [reg] = compare(base, worse, fail_on_ungated=True).regressions
     assert reg.metric == "hd95" and reg.delta == pytest.approx(2.0)
     better = _shift_case(base, "lungs-hd95[gaussian-sigma0.04]", -2.0)
     cmp = compare(base, better)
