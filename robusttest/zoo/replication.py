@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -25,10 +26,17 @@ from robusttest.gates import CLEAN
 from robusttest.models import load_model
 from robusttest.results import CaseResult, RunResult
 from robusttest.suite import Suite, load_suite
+from robusttest.zoo import sections as S
 
 PAPER_DICE_DROP = 0.843  # severe electronic (Gaussian) noise, lung segmentation
 PAPER_PTX_ATL_DROP = 0.355  # Pneumothorax-vs-Atelectasis AUROC, quantum (Poisson) noise
-_FOLDER = {"shenzhen": "shenzhen", "montgomery": "montgomery", "nih-cxr14": "nih-cxr14"}
+# the folder under the corpus root each adapter reads ("." = the corpus root itself)
+_FOLDER = {
+    "shenzhen": "shenzhen",
+    "montgomery": "montgomery",
+    "nih-cxr14": "nih-cxr14",
+    "montgomery-shenzhen": ".",
+}
 
 
 def suite_for(card_task: str, labels: Sequence[str]) -> Suite:
@@ -37,11 +45,21 @@ def suite_for(card_task: str, labels: Sequence[str]) -> Suite:
     return load_suite("paper-2509.25265", card_task)
 
 
+def native_variant(suite: Suite) -> Suite | None:
+    """The suite's families that it adds at the model's input, added at native resolution
+    instead (the other families left out); None when it adds none at the model's input."""
+    moved = {f for f, at in suite.noise_at.items() if at == "model"}
+    if not moved:
+        return None
+    return replace(suite, noise=tuple(n for n in suite.noise if n.name in moved), noise_at={})
+
+
 def run_zoo(
     zoo_dir: Path,
     data_root: Path,
     run_dir: Path,
     *,
+    native_dir: Path | None = None,
     names: Sequence[str] | None = None,
     repeats: int | None = None,
     limit: int | None = None,
@@ -49,7 +67,11 @@ def run_zoo(
     progress: bool | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, RunResult]:
-    """Evaluate each zoo model; results saved as run_dir/<name>.json and .html."""
+    """Evaluate each zoo model; results saved as run_dir/<name>.json and .html.
+
+    With ``native_dir``, each model runs a second time with the image-domain families at
+    the image's native resolution (:func:`native_variant`), saved there.
+    """
     from robusttest.report import write_html
 
     out: dict[str, RunResult] = {}
@@ -66,11 +88,20 @@ def run_zoo(
             suite = replace(suite, data=replace(suite.data, limit=limit))
         root = data_root / _FOLDER.get(suite.data.adapter, suite.data.adapter)
         ds = open_suite_data(suite, root)
-        log(f"{name}: {suite.name} on {len(ds)} images, {len(suite.conditions)} conditions")
-        result = evaluate(runner, suite, ds, EngineOptions(device=device, progress=progress))
-        result.write_json(run_dir / f"{name}.json")
-        write_html(result, run_dir / f"{name}.html")
-        out[name] = result
+        native = native_variant(suite) if native_dir is not None else None
+        placements = [(suite, run_dir, "noise at the model's input")]
+        if native is not None and native_dir is not None:
+            placements.append((native, native_dir, "image-domain noise at native resolution"))
+        for s, folder, what in placements:
+            t0 = time.perf_counter()
+            log(f"{name}: {s.name} on {len(ds)} images, {len(s.conditions)} conditions ({what})")
+            result = evaluate(runner, s, ds, EngineOptions(device=device, progress=progress))
+            folder.mkdir(parents=True, exist_ok=True)
+            result.write_json(folder / f"{name}.json")
+            write_html(result, folder / f"{name}.html")
+            log(f"{name}: done in {time.perf_counter() - t0:.0f} s")
+            if folder == run_dir:
+                out[name] = result
     return out
 
 
@@ -183,12 +214,15 @@ def write_doc(
             f"| {name} | {cfg.get('task', '')} | {', '.join(m.get('datasets', []))} | "
             f"{m.get('train_images', '')} | {cfg.get('epochs', '')} | {summary} |"
         )
-    lines += ["", f"![degradation curves]({curves.relative_to(doc.parent).as_posix()})", ""]
+    lines += ["", *S.finding(results, native), *S.nih_table(zoo_metrics)]
+    lines += [f"![degradation curves]({curves.relative_to(doc.parent).as_posix()})", ""]
     lines += ["## Per model × noise × level", ""]
     for name, r in results.items():
         cases = _headline(r)
+        nih = r.provenance.get("data", {}).get("adapter") == "nih-cxr14"
         lines += [
-            f"### {name} — {cases[0].metric} {cases[0].target}" if cases else f"### {name}",
+            (f"### {name} — {cases[0].metric} {cases[0].target}" if cases else f"### {name}")
+            + (" (NIH, data-limited)" if nih else ""),
             "",
             f"{len({x.image_id for x in r.records})} images, suite `{r.provenance['suite']['name']}`, "
             f"repeats {r.provenance['repeats']}.",
@@ -214,9 +248,10 @@ def write_doc(
             for cond, (a, b) in macro.items():
                 lines.append(f"| {cond} | {_fmt(a)} | {_fmt(b)} |")
         lines.append("")
-    lines += claims(results)
+    lines += claims(results, zoo_metrics)
     if native:
         lines += native_vs_model(native, results)
+    lines += S.timing(zoo_metrics, results, native)
     atomic_write_text(doc, "\n".join(lines) + "\n")
     return doc
 
@@ -227,8 +262,28 @@ def _drop(
     return [(n, c) for n, r in results.items() for c in r.cases if pred(c)]
 
 
-def claims(results: dict[str, RunResult]) -> list[str]:
+def _images(results: dict[str, RunResult], adapter: str) -> int | None:
+    """Held-out images of the runs on ``adapter`` (the largest run's)."""
+    ns = [
+        len({x.image_id for x in r.records})
+        for r in results.values()
+        if r.provenance.get("data", {}).get("adapter") == adapter
+    ]
+    return max(ns) if ns else None
+
+
+def _train_images(zoo_metrics: dict[str, Any], dataset: str) -> int | None:
+    ns = [
+        int(m["train_images"])
+        for m in zoo_metrics.values()
+        if dataset in m.get("datasets", []) and "train_images" in m
+    ]
+    return max(ns) if ns else None
+
+
+def claims(results: dict[str, RunResult], zoo_metrics: dict[str, Any] | None = None) -> list[str]:
     """Side-by-side with the paper's headline claims, numbers computed from the runs."""
+    zoo_metrics = zoo_metrics or {}
     out = ["## Side by side with the paper", ""]
     seg = _drop(results, lambda c: c.metric == "dice" and c.condition == "gaussian-sigma0.26")
     if seg:
@@ -263,11 +318,14 @@ def claims(results: dict[str, RunResult]) -> list[str]:
     if rel_seg and rel_cls:
         ms, mc = float(np.median(rel_seg)), float(np.median(rel_cls))
         verdict = "agrees" if ms > mc else "does not agree"
+        sizes = sorted({(c.target, c.n) for c in sev if c.metric == "auroc"})
         out.append(
             f"- **Segmentation more brittle than classification**: median relative drop at the "
             f"severe Gaussian/Poisson levels {ms:.1%} (Dice, {len(rel_seg)} cases) vs "
-            f"{mc:.1%} (headline AUROC, {len(rel_cls)} cases); ours {verdict}. The "
-            "classifiers' CIs are wide (27 Pneumothorax/Atelectasis images, 58 TB images)."
+            f"{mc:.1%} (headline AUROC, {len(rel_cls)} cases); ours {verdict} (the section "
+            "on the finding above compares them with CIs). The classifiers' CIs are wide ("
+            + ", ".join(f"{t}: {n} images" for t, n in sizes)
+            + ")."
         )
     nonmono = []
     for n, r in results.items():
@@ -293,14 +351,19 @@ def claims(results: dict[str, RunResult]) -> list[str]:
             else "not seen beyond the CIs in our runs (curves are monotone within their CIs)."
         )
     )
+    n_lung, n_nih = _train_images(zoo_metrics, "shenzhen"), _train_images(zoo_metrics, "nih-cxr14")
+    t_lung = _images(results, "montgomery-shenzhen")
+    t_nih = _images(results, "nih-cxr14")
     out += [
         "",
         "## Where ours differ, and why",
         "",
-        "- **Data size.** The paper trained on the full public sets; here 358 lung image/mask "
-        "pairs (Montgomery + Shenzhen, 80% by patient hash) and 507 NIH images (a 621-image "
-        "sample enriched for findings) train the zoo, and 58 / 114 held-out images evaluate it. "
-        "CIs are correspondingly wide, and rare NIH labels have few positives.",
+        f"- **Data size.** The paper trained on the full public sets; here {n_lung or '?'} "
+        "Montgomery + Shenzhen images with lung masks and TB labels (80% by patient hash) "
+        f"and {n_nih or '?'} NIH images (a 621-image sample enriched for findings) train the "
+        f"zoo, and {t_lung or '?'} / {t_nih or '?'} held-out images evaluate it (a pairwise "
+        "task uses only the images positive for one of its two labels). CIs are "
+        "correspondingly wide, and rare NIH labels have few positives.",
         "- **Training.** No pretrained weights may be downloaded, so every encoder starts from "
         "random weights, at 128×128 and for a few CPU epochs. Weaker clean models can be more "
         "or less brittle than the paper's.",
