@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from robusttest.errors import ConfigError
 from robusttest.fsutil import atomic_write_text
-from robusttest.gates import CLEAN, FAILING, VERDICTS, GateSpec, Verdict
+from robusttest.gates import CLEAN, FAILING, FLOOR, UNINFORMATIVE, VERDICTS, GateSpec, Verdict
 
 SCHEMA_VERSION = "2.0"
 
@@ -113,6 +113,12 @@ class CaseResult:
     @property
     def is_baseline(self) -> bool:
         return self.condition == CLEAN
+
+    @property
+    def uninformative(self) -> bool:
+        """Its clean performance cannot carry a verdict (reported apart, or failed when the
+        suite says ``gates.uninformative: fail``)."""
+        return self.verdict == UNINFORMATIVE or FLOOR in self.failed_limits
 
     @property
     def limit(self) -> float | None:
@@ -235,6 +241,10 @@ class RunResult:
     @property
     def passed(self) -> bool:
         return self.completed and not self.failed
+
+    @property
+    def uninformative(self) -> list[CaseResult]:
+        return [c for c in self.cases if c.uninformative]
 
     def case(self, case_id: str) -> CaseResult:
         for c in self.cases:

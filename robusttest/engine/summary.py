@@ -17,7 +17,7 @@ import numpy as np
 from robusttest import metrics as M
 from robusttest import stats as S
 from robusttest.engine.loading import TaskPlan, plan_cases
-from robusttest.gates import CLEAN, judge_case
+from robusttest.gates import CLEAN, judge_case, judge_floor, mark_uninformative
 from robusttest.noise import severity_name
 from robusttest.results import CaseResult, ImageRecord
 from robusttest.suite import CaseSpec, Suite
@@ -75,6 +75,9 @@ def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> l
     pairs = {f"{a}-vs-{b}": (a, b) for a, b in plan.pairwise}
     specs = plan_cases(suite, plan)
     by_cond = _ByCondition(records)
+    # (metric, target) -> why its clean value makes its cases uninformative; the clean case
+    # of each comes first in the grid
+    uninformative: dict[tuple[str, str], str | None] = {}
     for cs in specs:
         K = 1 if cs.condition == CLEAN else suite.repeats
         boot_kw: dict[str, Any] = {
@@ -105,6 +108,21 @@ def summarise(records: Sequence[ImageRecord], suite: Suite, plan: TaskPlan) -> l
         judged = judge_case(
             cs.gate, boot, metric=cs.metric, target=cs.target, condition=cs.condition
         )
+        if cs.condition == CLEAN:
+            uninformative[(cs.metric, cs.target)] = judge_floor(
+                boot.clean,
+                boot.noisy_ci_low,
+                boot.noisy_ci_high,
+                metric=cs.metric,
+                target=cs.target,
+                higher_is_better=hib,
+                chance=metric.chance,
+                floor=suite.gates.floor.get(cs.metric),
+                ci=suite.ci,
+            )
+        why = uninformative.get((cs.metric, cs.target))
+        if why is not None:
+            judged = mark_uninformative(judged, why, suite.gates.uninformative)
         spec = cs.noise
         results.append(
             CaseResult(

@@ -30,6 +30,7 @@ VERDICT_TEXT = {
     "pass": ("✓", "pass"),
     "fail": ("✗", "fail"),
     "no-gate": ("·", "no gate"),
+    "uninformative": ("○", "uninformative"),
     "error": ("!", "error"),
 }
 # Banner colours: white text on each passes WCAG AA (≥ 4.5:1).
@@ -211,7 +212,8 @@ HOW_TO_READ = (
     "under noise (positive = worse, in the metric's units), with its bootstrap confidence "
     "interval over patients. A gate <b>passes</b> when its limit holds (on the CI bound unless "
     "the suite says <i>point</i>). p is Holm-adjusted across the grid. Verdicts: ✓ pass, ✗ fail, "
-    "· no gate (reported only), ! error (metric undefined).</p>"
+    "· no gate (reported only), ○ uninformative (clean metric at chance or below the suite's "
+    "floor: nothing to judge), ! error (metric undefined).</p>"
 )
 
 
@@ -414,15 +416,36 @@ def _curves(task_idx: int, cases: Sequence[CaseResult]) -> str:
     )
 
 
+def _uninformative(result: RunResult) -> str:
+    """The metrics and targets whose clean performance cannot carry a verdict, apart from
+    the gates: one line each, with why and what the suite does with them."""
+    groups: dict[tuple[str, str, str], list[CaseResult]] = {}
+    for c in result.uninformative:
+        groups.setdefault((c.suite, c.metric, c.target), []).append(c)
+    if not groups:
+        return ""
+    items = []
+    for (suite, metric, target), cases in groups.items():
+        why = cases[0].message.split("; ")[0].removeprefix("uninformative: ")
+        failing = sum(c.verdict == "fail" for c in cases)
+        fate = f"{failing} failed (the suite fails them)" if failing else "not judged"
+        items.append(
+            f"<li>{_badge('uninformative')} <code>{_e(suite)}</code> / {_e(metric)} · "
+            f"<b>{_e(target)}</b>: {_e(why)} — {len(cases)} cases, {_e(fate)}</li>"
+        )
+    return (
+        f'<section id="uninformative"><h2>Uninformative ({len(groups)} metric · target)</h2>'
+        '<p class="muted">The model\'s clean performance here is at chance (its CI contains '
+        "it) or below the suite's floor: it has nothing to lose to noise, so its gates say "
+        "nothing about robustness.</p><ul>" + "".join(items) + "</ul></section>"
+    )
+
+
 def _task_section(idx: int, task: str, result: RunResult) -> str:
     cases = [c for c in result.cases if c.suite == task]
     items = [g for g in result.gallery if g.suite == task]
     counts = {v: sum(1 for c in cases if c.verdict == v) for v in VERDICT_TEXT}
-    summary = " · ".join(
-        f"{counts[v]} {VERDICT_TEXT[v][1]}"
-        for v in ("pass", "fail", "no-gate", "error")
-        if counts[v]
-    )
+    summary = " · ".join(f"{counts[v]} {VERDICT_TEXT[v][1]}" for v in VERDICT_TEXT if counts[v])
     tables = "".join(_case_table(t, m, pc) for t, m, pc in _panels(cases))
     return "\n".join(
         [
@@ -590,6 +613,7 @@ border-radius:6px;padding:8px 12px;max-height:340px;overflow:auto}
 white-space:nowrap;border:1px solid currentColor}
 .v-pass{color:var(--pass)}.v-fail{color:#fff;background:var(--fail);border-color:var(--fail)}
 .v-no-gate{color:var(--nogate);font-weight:500}.v-error{color:#fff;background:var(--error)}
+.v-uninformative{color:#6639BA;border-style:dashed}tr.r-uninformative td{background:#f5f0ff}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:13px}
 th,td{padding:3px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
@@ -668,6 +692,7 @@ def render_html(result: RunResult, *, rendered_at: str | None = None) -> str:
         + f" · robusttest {_e(version or '?')} · results schema {_e(result.schema_version)}</p>",
         "</header>",
         _banner(result),
+        _uninformative(result),
         HOW_TO_READ,
         f"<nav>Contents: {nav}</nav>",
         *(_task_section(k, t, result) for k, t in enumerate(tasks)),

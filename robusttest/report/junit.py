@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 
-from robusttest.gates import FAILING
+from robusttest.gates import FAILING, UNINFORMATIVE
 from robusttest.report.base import Renderer, register_renderer, summary_line
 from robusttest.results import CaseResult, RunResult
 
@@ -53,6 +53,7 @@ class JUnitRenderer(Renderer):
         for name, cases in by_suite.items():
             failures = sum(c.verdict == "fail" for c in cases)
             errors = sum(c.verdict == "error" for c in cases)
+            skipped = sum(c.verdict == UNINFORMATIVE for c in cases)
             ts = ET.SubElement(
                 suites,
                 "testsuite",
@@ -60,7 +61,7 @@ class JUnitRenderer(Renderer):
                 tests=str(len(cases)),
                 failures=str(failures),
                 errors=str(errors),
-                skipped="0",
+                skipped=str(skipped),
                 timestamp=rendered_at,
             )
             props = ET.SubElement(ts, "properties")
@@ -75,5 +76,7 @@ class JUnitRenderer(Renderer):
                     tag = "failure" if c.verdict == "fail" else "error"
                     el = ET.SubElement(tc, tag, message=(c.message or c.verdict).split("\n")[0])
                     el.text = c.message
+                elif c.verdict == UNINFORMATIVE:  # reported apart: not a pass, not a failure
+                    ET.SubElement(tc, "skipped", message=c.message.split("\n")[0])
         ET.indent(suites)
         return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
