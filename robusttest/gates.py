@@ -10,6 +10,11 @@ A gate bounds one case of the grid. Its kinds:
 Judged on the conservative bound of the CI (``on: ci``, the default: a pass means "within
 the limit with 95 % confidence") or on the point estimate (``on: point``). A suite sets
 limits at four levels (``GateTable``); ``GateSpec`` is what applies to one case.
+
+Beside the gates, a floor on the clean performance: a metric/target whose clean value is
+at chance or below the suite's floor makes every one of its cases ``uninformative``
+(``judge_floor``, ``mark_uninformative``): a model that cannot do the task has nothing to
+lose to noise, so a pass would say nothing.
 """
 
 from __future__ import annotations
@@ -30,11 +35,17 @@ JudgeOn = Literal["ci", "point"]
 JUDGE_ON: tuple[str, ...] = ("ci", "point")
 GATE_KEYS: tuple[str, ...] = (*GATE_KINDS, "on")  # what a suite may write in a gate
 
-# A case's verdict: its gate held, failed, it has no gate (reported only), or it could
-# not be judged (evaluation failed).
-Verdict = Literal["pass", "fail", "no-gate", "error"]
-VERDICTS: tuple[str, ...] = ("pass", "fail", "no-gate", "error")
+# A case's verdict: its gate held, failed, it has no gate (reported only), the model's
+# clean performance on its metric and target cannot carry a verdict (uninformative: at
+# chance, or below the suite's floor), or it could not be judged (evaluation failed).
+Verdict = Literal["pass", "fail", "no-gate", "uninformative", "error"]
+VERDICTS: tuple[str, ...] = ("pass", "fail", "no-gate", "uninformative", "error")
 FAILING: tuple[str, ...] = ("fail", "error")
+UNINFORMATIVE: Literal["uninformative"] = "uninformative"
+# What a suite does with uninformative cases (gates.uninformative): report them apart, or
+# fail them (their verdict is then "fail", with FLOOR among the failed limits).
+UNINFORMATIVE_POLICIES: tuple[str, ...] = ("report", "fail")
+FLOOR = "floor"
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,9 @@ class GateTable:
     default: GateLimits | None = None
     metrics: Mapping[str, GateLimits | None] = field(default_factory=dict)
     conditions: Mapping[str, Mapping[str, GateLimits | None]] = field(default_factory=dict)
+    # clean-performance floors per metric, and what uninformative cases do (see judge_floor)
+    floor: Mapping[str, float] = field(default_factory=dict)
+    uninformative: str = "report"
 
     def for_case(self, metric: str, condition: str, noise: str | None) -> GateSpec | None:
         """The limits of one case. A clean baseline keeps only ``min``."""
@@ -107,7 +121,7 @@ class GateTable:
         return None if gate.empty else gate
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "on": self.on,
             "default": _plain(self.default),
             "metrics": {k: _plain(v) for k, v in sorted(self.metrics.items())},
@@ -116,6 +130,12 @@ class GateTable:
                 for c, m in sorted(self.conditions.items())
             },
         }
+        # only when set: a suite without floors keeps the hash it had before they existed
+        if self.floor:
+            out["floor"] = dict(sorted(self.floor.items()))
+        if self.uninformative != "report":
+            out["uninformative"] = self.uninformative
+        return out
 
 
 def _plain(g: GateLimits | None) -> dict[str, Any] | None:
@@ -281,12 +301,68 @@ def judge_case(
     return CaseVerdict("fail" if failed else "pass", "; ".join(msgs), tuple(failed))
 
 
+def judge_floor(
+    clean: float,
+    ci_low: float,
+    ci_high: float,
+    *,
+    metric: str,
+    target: str,
+    higher_is_better: bool,
+    chance: float | None,
+    floor: float | None,
+    ci: float = 0.95,
+) -> str | None:
+    """Why a metric/target's clean value makes its cases uninformative, or None.
+
+    Uninformative: the clean CI contains the metric's chance level (AUROC 0.5: the model
+    cannot be told from a coin, so it has nothing to lose to noise), or the clean point
+    estimate misses the suite's floor (below it; above it for lower-is-better metrics).
+    An undefined clean value (NaN) is not judged here: its cases say why already.
+    """
+    if math.isnan(clean):
+        return None
+    why: list[str] = []
+    if chance is not None and not math.isnan(ci_low) and ci_low <= chance <= ci_high:
+        why.append(f"its CI contains chance ({chance:g})")
+    if floor is not None and (clean < floor if higher_is_better else clean > floor):
+        why.append(f"{'below' if higher_is_better else 'above'} the suite's floor {floor:g}")
+    if not why:
+        return None
+    return (
+        f"clean {metric} {target} {clean:.4g} [{ci:.0%} CI {ci_low:.4g}, {ci_high:.4g}]: "
+        + " and ".join(why)
+    )
+
+
+def mark_uninformative(verdict: CaseVerdict, why: str, policy: str = "report") -> CaseVerdict:
+    """A case of an uninformative metric/target: verdict ``uninformative`` (``policy``
+    "report") or ``fail`` with the limit ``floor`` ("fail"); an error stays an error.
+    The gate's own outcome stays in the message."""
+    if policy not in UNINFORMATIVE_POLICIES:
+        raise UnknownNameError("uninformative policy", policy, UNINFORMATIVE_POLICIES)
+    if verdict.verdict == "error":
+        return verdict
+    head = f"uninformative: {why}"
+    if policy == "fail":
+        return CaseVerdict(
+            "fail",
+            f"{head}; the suite fails uninformative cases (gates.uninformative: fail); "
+            f"gate: {verdict.message}",
+            (*verdict.failed, FLOOR),
+        )
+    return CaseVerdict(UNINFORMATIVE, f"{head}; not judged (gate: {verdict.message})")
+
+
 __all__ = [
     "CLEAN",
     "FAILING",
+    "FLOOR",
     "GATE_KEYS",
     "GATE_KINDS",
     "JUDGE_ON",
+    "UNINFORMATIVE",
+    "UNINFORMATIVE_POLICIES",
     "VERDICTS",
     "CaseVerdict",
     "GateKind",
@@ -299,4 +375,6 @@ __all__ = [
     "judge",
     "judge_bootstrap",
     "judge_case",
+    "judge_floor",
+    "mark_uninformative",
 ]

@@ -27,7 +27,19 @@ from typing import Any, Literal
 
 from robusttest.errors import ConfigError
 from robusttest.fsutil import atomic_write_text
-from robusttest.gates import CLEAN, FAILING, VERDICTS, CaseVerdict, GateSpec, Verdict, judge_case
+from robusttest.gates import (
+    CLEAN,
+    FAILING,
+    FLOOR,
+    UNINFORMATIVE,
+    VERDICTS,
+    CaseVerdict,
+    GateSpec,
+    Verdict,
+    judge_case,
+    judge_floor,
+    mark_uninformative,
+)
 from robusttest.stats import BootstrapResult, holm
 
 # 2.1: digest, per-case relative-drop CI and test unit, provenance selection/not_evaluated
@@ -125,10 +137,17 @@ class CaseResult:
     relative_ci_low: float = math.nan  # CI of the relative drop (for max_relative_drop gates)
     relative_ci_high: float = math.nan
     test_unit: str | None = None  # what the paired test ranks: "patient" (means per patient)
+    chance: float | None = None  # the metric's chance level (AUROC 0.5), if it has one
 
     @property
     def is_baseline(self) -> bool:
         return self.condition == CLEAN
+
+    @property
+    def uninformative(self) -> bool:
+        """Its clean performance cannot carry a verdict (reported apart, or failed when the
+        suite says ``gates.uninformative: fail``)."""
+        return self.verdict == UNINFORMATIVE or FLOOR in self.failed_limits
 
     def rejudge(self, ci: float = 0.95) -> CaseVerdict:
         """The verdict that this case's numbers and gate give (``gates.judge_case``, as the
@@ -155,13 +174,19 @@ class CaseResult:
             self.gate, boot, metric=self.metric, target=self.target, condition=self.condition
         )
 
-    def verdict_mismatch(self, ci: float = 0.95) -> str | None:
+    def verdict_mismatch(
+        self, ci: float = 0.95, *, floor_why: str | None = None, policy: str = "report"
+    ) -> str | None:
         """None when the saved verdict (and failed limits) follow from the numbers and the
         gate; else what they give. ``error`` (evaluation failed) is taken as saved: it
-        fails the run whatever the numbers say."""
+        fails the run whatever the numbers say. ``floor_why``: why the clean case of this
+        metric and target makes it uninformative (``gates.judge_floor``), if it does;
+        ``policy``: the suite's ``gates.uninformative``."""
         if self.verdict == "error":
             return None
         again = self.rejudge(ci)
+        if floor_why is not None:
+            again = mark_uninformative(again, floor_why, policy)
         if again.verdict == self.verdict and tuple(again.failed) == tuple(self.failed_limits):
             return None
         failed = f" (failed: {', '.join(again.failed)})" if again.failed else ""
@@ -258,6 +283,10 @@ class RunResult:
     @property
     def passed(self) -> bool:
         return self.completed and not self.failed
+
+    @property
+    def uninformative(self) -> list[CaseResult]:
+        return [c for c in self.cases if c.uninformative]
 
     def case(self, case_id: str) -> CaseResult:
         for c in self.cases:
@@ -426,10 +455,35 @@ class RunResult:
             str(_get(p, "suite", "name")): _get(p, "suite", "definition", "bootstrap", "ci")
             for p in self.run_provenances()
         }
+        gates = {
+            str(_get(p, "suite", "name")): _get(p, "suite", "definition", "gates") or {}
+            for p in self.run_provenances()
+        }
+        clean = {(c.suite, c.metric, c.target): c for c in self.cases if c.condition == CLEAN}
         out = []
         for c in self.cases:
             level = ci.get(c.suite)
-            got = c.verdict_mismatch(float(level) if isinstance(level, (int, float)) else 0.95)
+            conf = float(level) if isinstance(level, (int, float)) else 0.95
+            g = gates.get(c.suite) or {}
+            floors = g.get("floor") or {}
+            base = clean.get((c.suite, c.metric, c.target))
+            why = None
+            if base is not None:
+                why = judge_floor(
+                    base.clean,
+                    base.noisy_ci_low,
+                    base.noisy_ci_high,
+                    metric=c.metric,
+                    target=c.target,
+                    higher_is_better=c.higher_is_better,
+                    chance=c.chance,
+                    floor=floors.get(c.metric),
+                    ci=conf,
+                )
+            elif c.verdict == UNINFORMATIVE or FLOOR in c.failed_limits:
+                continue  # its clean baseline was not selected: nothing here to re-judge it
+            policy = str(g.get("uninformative") or "report")
+            got = c.verdict_mismatch(conf, floor_why=why, policy=policy)
             if got is not None:
                 out.append(
                     f"{c.case_id}: saved verdict {c.verdict!r}, its numbers and gate give {got}"

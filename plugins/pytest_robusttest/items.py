@@ -156,6 +156,8 @@ class RobustCaseItem(_RobustItemBase):
             raise GateFailure(gate_failure_text(case))
         if case.verdict == "error":  # not judged (see setup); never a pass
             raise EvaluationError(case.message)
+        if case.verdict == "uninformative":  # the suite reports these apart; not a pass
+            pytest.skip(case.message.split("\n")[0])
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         source = Path(self.model_suite.suite_source)

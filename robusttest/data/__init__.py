@@ -1,6 +1,6 @@
 """Dataset adapters: one ``open_dataset(name, root, **options)`` for every source.
 
-Built-in adapters: nih-cxr14, montgomery, shenzhen, jsrt, landmark, manifest, dicom,
+Built-in adapters: nih-cxr14, montgomery, shenzhen, montgomery-shenzhen (both as one), jsrt, landmark, manifest, dicom,
 phantom. Add your own with ``@register_adapter("name")`` on a ``Dataset`` subclass.
 """
 
@@ -30,6 +30,7 @@ from robusttest.data import (  # noqa: F401  isort: skip
     landmark,
     manifest,
     montgomery,
+    montgomery_shenzhen,
     nih,
     phantom,
     shenzhen,

@@ -19,7 +19,7 @@ import numpy as np
 from robusttest import metrics as M
 from robusttest import stats as S
 from robusttest.engine.loading import TaskPlan, plan_cases
-from robusttest.gates import CLEAN, judge_case
+from robusttest.gates import CLEAN, judge_case, judge_floor, mark_uninformative
 from robusttest.noise import severity_name
 from robusttest.results import CaseResult, ImageRecord
 from robusttest.suite import CaseSpec, Suite
@@ -103,8 +103,20 @@ def iter_cases(
     specs = plan_cases(suite, plan)
     if cases is not None:
         wanted = set(cases)
-        specs = [s for s in specs if s.case_id in wanted]
+        kept = {(s.metric, s.target) for s in specs if s.case_id in wanted}
+        # a selected case's clean baseline is computed even when not selected itself: it
+        # decides whether the case is informative (it is then not reported)
+        specs = [
+            s
+            for s in specs
+            if s.case_id in wanted or (s.condition == CLEAN and (s.metric, s.target) in kept)
+        ]
+    else:
+        wanted = {s.case_id for s in specs}
     by_cond = _ByCondition(records)
+    # (metric, target) -> why its clean value makes its cases uninformative; the clean case
+    # of each comes first in the grid
+    uninformative: dict[tuple[str, str], str | None] = {}
     for cs in specs:
         K = 1 if cs.condition == CLEAN else suite.repeats
         boot_kw: dict[str, Any] = {
@@ -136,6 +148,23 @@ def iter_cases(
         judged = judge_case(
             cs.gate, boot, metric=cs.metric, target=cs.target, condition=cs.condition
         )
+        if cs.condition == CLEAN:
+            uninformative[(cs.metric, cs.target)] = judge_floor(
+                boot.clean,
+                boot.noisy_ci_low,
+                boot.noisy_ci_high,
+                metric=cs.metric,
+                target=cs.target,
+                higher_is_better=hib,
+                chance=metric.chance,
+                floor=suite.gates.floor.get(cs.metric),
+                ci=suite.ci,
+            )
+        if cs.case_id not in wanted:
+            continue
+        why = uninformative.get((cs.metric, cs.target))
+        if why is not None:
+            judged = mark_uninformative(judged, why, suite.gates.uninformative)
         spec = cs.noise
         results.append(
             CaseResult(
@@ -171,6 +200,7 @@ def iter_cases(
                 relative_ci_low=boot.relative_ci_low,
                 relative_ci_high=boot.relative_ci_high,
                 test_unit=None if test is None else "patient",
+                chance=metric.chance,
             )
         )
         yield results[-1]

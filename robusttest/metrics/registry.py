@@ -84,6 +84,9 @@ class Metric(abc.ABC):
     default: ClassVar[bool] = False
     description: ClassVar[str] = ""
     compare_tolerance: ClassVar[str] = "0.01"
+    # the value of a model that ignores the image (AUROC 0.5), where the metric has one:
+    # a clean CI containing it makes the metric's cases uninformative (gates.judge_floor)
+    chance: ClassVar[float | None] = None
 
     @property
     def task(self) -> Task:
@@ -246,6 +249,7 @@ class HD95(SegmentationMetric):
 class AUROC(ClassificationMetric):
     name = "auroc"
     default = True
+    chance = 0.5
     description = "area under the ROC curve, per label"
 
     def weighted_value(self, y: BoolArray, scores: FloatArray, w: FloatArray) -> float:

@@ -234,10 +234,17 @@ def verdict_word(result: RunResult) -> str:
 def summary_line(result: RunResult) -> str:
     """The one summary line every front end prints."""
     c = result.counts()
+    failed_uninformative = sum(1 for x in result.uninformative if x.verdict == "fail")
     parts = [f"{c['pass']} passed", f"{c['fail']} failed"]
+    if failed_uninformative:
+        parts[-1] += f" ({failed_uninformative} of them uninformative)"
     if c["error"]:
         parts.append(f"{c['error']} errors")
     parts.append(f"{c['no-gate']} reported without a gate")
+    if c["uninformative"]:
+        parts.append(
+            f"{c['uninformative']} uninformative (clean performance at chance or below the floor)"
+        )
     line = f"{verdict_word(result)}: {len(result.cases)} cases: " + ", ".join(parts)
     selected = [sel for _, sel in result.selections()]
     n_sel = sum(int(s.get("n_selected", 0)) for s in selected)

@@ -39,6 +39,7 @@ VERDICT_TEXT = {
     "pass": ("✓", "pass"),
     "fail": ("✗", "fail"),
     "no-gate": ("·", "no gate"),
+    "uninformative": ("○", "uninformative"),
     "error": ("!", "error"),
 }
 # Banner colours: white text on each passes WCAG AA (≥ 4.5:1).
@@ -248,7 +249,8 @@ HOW_TO_READ = (
     "interval over patients. A gate <b>passes</b> when its limit holds (on the CI bound unless "
     "the suite says <i>point</i>). p comes from a paired test with the patient as its unit "
     "(as the bootstrap), Holm-adjusted across the cases shown. Verdicts: ✓ pass, ✗ fail, "
-    "· no gate (reported only), ! error (not judged: the run could not evaluate it).</p>"
+    "· no gate (reported only), ○ uninformative (clean metric at chance or below the suite's "
+    "floor: nothing to judge), ! error (not judged: the run could not evaluate it).</p>"
 )
 
 
@@ -496,15 +498,36 @@ def _curves(task_idx: int, cases: Sequence[CaseResult]) -> str:
     )
 
 
+def _uninformative(result: RunResult) -> str:
+    """The metrics and targets whose clean performance cannot carry a verdict, apart from
+    the gates: one line each, with why and what the suite does with them."""
+    groups: dict[tuple[str, str, str], list[CaseResult]] = {}
+    for c in result.uninformative:
+        groups.setdefault((c.suite, c.metric, c.target), []).append(c)
+    if not groups:
+        return ""
+    items = []
+    for (suite, metric, target), cases in groups.items():
+        why = cases[0].message.split("; ")[0].removeprefix("uninformative: ")
+        failing = sum(c.verdict == "fail" for c in cases)
+        fate = f"{failing} failed (the suite fails them)" if failing else "not judged"
+        items.append(
+            f"<li>{_badge('uninformative')} <code>{_e(suite)}</code> / {_e(metric)} · "
+            f"<b>{_e(target)}</b>: {_e(why)} — {len(cases)} cases, {_e(fate)}</li>"
+        )
+    return (
+        f'<section id="uninformative"><h2>Uninformative ({len(groups)} metric · target)</h2>'
+        '<p class="muted">The model\'s clean performance here is at chance (its CI contains '
+        "it) or below the suite's floor: it has nothing to lose to noise, so its gates say "
+        "nothing about robustness.</p><ul>" + "".join(items) + "</ul></section>"
+    )
+
+
 def _task_section(idx: int, task: str, result: RunResult) -> str:
     cases = [c for c in result.cases if c.suite == task]
     items = [g for g in result.gallery if g.suite == task]
     counts = {v: sum(1 for c in cases if c.verdict == v) for v in VERDICT_TEXT}
-    summary = " · ".join(
-        f"{counts[v]} {VERDICT_TEXT[v][1]}"
-        for v in ("pass", "fail", "no-gate", "error")
-        if counts[v]
-    )
+    summary = " · ".join(f"{counts[v]} {VERDICT_TEXT[v][1]}" for v in VERDICT_TEXT if counts[v])
     tables = "".join(_case_table(t, m, pc) for t, m, pc in _panels(cases))
     return "\n".join(
         [
@@ -693,6 +716,7 @@ def render_html(result: RunResult, *, rendered_at: str | None = None) -> str:
         "</header>",
         _banner(result),
         _coverage(result),
+        _uninformative(result),
         HOW_TO_READ,
         f"<nav>Contents: {nav}</nav>",
         *(_task_section(k, t, result) for k, t in enumerate(tasks)),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 
-from robusttest.gates import FAILING
+from robusttest.gates import FAILING, UNINFORMATIVE
 from robusttest.report.base import (
     Renderer,
     coverage_lines,
@@ -110,6 +110,7 @@ class JUnitRenderer(Renderer):
             extra = problem and i == 0  # one error testcase says why, in the first suite
             failures = sum(c.verdict == "fail" for c in cases)
             errors = sum(c.verdict == "error" for c in cases)
+            skipped = sum(c.verdict == UNINFORMATIVE for c in cases)
             ts = ET.SubElement(
                 suites,
                 "testsuite",
@@ -117,7 +118,7 @@ class JUnitRenderer(Renderer):
                 tests=str(len(cases) + extra),
                 failures=str(failures),
                 errors=str(errors + extra),
-                skipped="0",
+                skipped=str(skipped),
                 timestamp=rendered_at,
             )
             props = ET.SubElement(ts, "properties")
@@ -139,6 +140,8 @@ class JUnitRenderer(Renderer):
                         tc, tag, message=(c.message or c.verdict).split("\n")[0], type=kind
                     )
                     el.text = c.message
+                elif c.verdict == UNINFORMATIVE:  # reported apart: not a pass, not a failure
+                    ET.SubElement(tc, "skipped", message=c.message.split("\n")[0])
             if extra:
                 lines = [summary_line(result), *run_errors(result)]
                 tc = ET.SubElement(

@@ -105,6 +105,8 @@ def parse_suite(
                 c: {k: _limits(g) for k, g in (per or {}).items()}
                 for c, per in (gates.conditions or {}).items()
             },
+            floor=dict(gates.floor or {}),
+            uninformative=gates.uninformative,
         ),
         source=source,
         **{k: v for k, v in top if k not in _BUILT},

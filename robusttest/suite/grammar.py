@@ -33,7 +33,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from robusttest.errors import ConfigError, SuiteError
-from robusttest.gates import GATE_KEYS, GATE_KINDS, JUDGE_ON
+from robusttest.gates import GATE_KEYS, GATE_KINDS, JUDGE_ON, UNINFORMATIVE_POLICIES
 from robusttest.imageio import DEFAULT_MAX_PIXELS, MIN_SIDE
 from robusttest.metrics import METRICS, TASKS, available_metrics, default_metrics
 from robusttest.noise import NoiseFamily, available_noises, get_noise
@@ -216,6 +216,18 @@ def _gates(name: str, metrics: tuple[str, ...]) -> Any:
                 _by_name(_by_name(gate)),
                 None,
                 "limits per noise (all its levels) or condition (one level), then per metric",
+            ),
+            "floor": _key(
+                _by_name(number().type),
+                None,
+                "clean-performance floor per metric: a target whose clean value misses it "
+                "(or whose clean CI contains chance) makes its cases uninformative",
+                json_schema_extra={"propertyNames": {"enum": list(metrics)}},
+            ),
+            "uninformative": _key(
+                choice(UNINFORMATIVE_POLICIES),
+                "report",
+                "uninformative cases: reported apart (report) or failures (fail)",
             ),
         },
     )
@@ -410,9 +422,10 @@ class SuiteBody(Section):
         """Gates may only name this suite's metrics and conditions."""
         metrics, gates = self.metrics, self.gates
         known = f"not a metric of this suite ({', '.join(metrics)})"
-        for k in gates.metrics or {}:
-            if k not in metrics:
-                raise Invalid(known, f".gates.metrics.{k}")
+        for part in ("metrics", "floor"):
+            for k in getattr(gates, part) or {}:
+                if k not in metrics:
+                    raise Invalid(known, f".gates.{part}.{k}")
         conditions = self.noise.conditions()
         for cond, per in (gates.conditions or {}).items():
             if cond not in conditions:

@@ -54,12 +54,14 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
     from robusttest.zoo import replication as R
 
     zoo_dir, run_dir = Path(args.zoo), Path(args.runs)
+    native_dir = Path(args.native_runs) if args.native_runs else run_dir / "native"
     names = args.models.split(",") if args.models else None
     if not args.doc_only:
         R.run_zoo(
             zoo_dir,
             Path(args.data),
             run_dir,
+            native_dir=None if args.no_native else native_dir,
             names=names,
             repeats=args.repeats,
             limit=args.limit,
@@ -68,7 +70,7 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
     results = R.load_runs(run_dir)
     doc = Path(args.doc)
     curves = R.plot_curves(results, doc.parent / "img" / "replication_curves.png")
-    native = R.load_runs(Path(args.native_runs)) if args.native_runs else None
+    native = R.load_runs(native_dir) if native_dir.is_dir() else None
     R.write_doc(results, R.zoo_metrics(zoo_dir), doc, curves, native)
     print(f"wrote {doc} and {curves}")
     return 0
@@ -120,6 +122,12 @@ def register_cli(sub: Any) -> None:
     r.add_argument(
         "--native-runs",
         default=None,
-        help="saved runs with image-domain noise at native resolution, for a comparison table",
+        help="where the runs with image-domain noise at native resolution go "
+        "(default RUNS/native); the document compares them with the model-input runs",
+    )
+    r.add_argument(
+        "--no-native",
+        action="store_true",
+        help="skip the second, native-resolution placement of the image-domain noise",
     )
     r.set_defaults(func=_needs_extra(_cmd_replicate))

@@ -391,7 +391,7 @@ def zoo_configs() -> dict[str, tuple[TrainConfig, tuple[str, ...]]]:
     """name → (config, datasets it trains on)."""
     nih = _nih_labels()
     cls: dict[str, Any] = {"task": "classification", "batch_size": 16, "lr": 1e-3}
-    return {
+    out: dict[str, tuple[TrainConfig, tuple[str, ...]]] = {
         "unet": (TrainConfig(arch="unet", epochs=10, **_SEG), ("montgomery", "shenzhen")),
         "deeplabv3": (TrainConfig(arch="deeplabv3", epochs=10, **_SEG), ("montgomery", "shenzhen")),
         "fpn": (TrainConfig(arch="fpn", epochs=10, **_SEG), ("montgomery", "shenzhen")),
@@ -404,11 +404,15 @@ def zoo_configs() -> dict[str, tuple[TrainConfig, tuple[str, ...]]]:
             TrainConfig(arch="efficientnet_b0", epochs=8, labels=nih, **cls),
             ("nih-cxr14",),
         ),
-        "tb-resnet18": (
-            TrainConfig(arch="resnet18", epochs=8, labels=("Tuberculosis",), **cls),
-            ("montgomery", "shenzhen"),
-        ),
     }
+    # TB vs normal: the three classifier architectures, one recipe (issue 19)
+    tb = ("montgomery", "shenzhen")
+    for arch in ("resnet18", "densenet121", "efficientnet_b0"):
+        out[f"tb-{arch}"] = (
+            TrainConfig(arch=arch, epochs=8, labels=("Tuberculosis",), **cls),
+            tb,
+        )
+    return out
 
 
 def _config_hash(cfg: TrainConfig) -> str:
@@ -417,6 +421,14 @@ def _config_hash(cfg: TrainConfig) -> str:
     return hashlib.sha256(
         json.dumps(cfg.__dict__, sort_keys=True, default=str).encode()
     ).hexdigest()[:16]
+
+
+def _test_sets(sources: Sequence[str], data_root: Path, task: str) -> list[Dataset]:
+    """The held-out split of ``sources``: Montgomery + Shenzhen as the one combined
+    dataset the suites evaluate on (its patient ids stay distinct across the two sets)."""
+    if sorted(sources) == ["montgomery", "shenzhen"]:
+        return [open_dataset("montgomery-shenzhen", data_root, split="test", task=task)]
+    return [open_dataset(s, data_root / s, split="test", task=task) for s in sources]
 
 
 def train_zoo(
@@ -453,7 +465,7 @@ def train_zoo(
         t0 = time.perf_counter()
         task_opt = {"task": cfg.task}
         train_sets = [open_dataset(s, data_root / s, split="train", **task_opt) for s in sources]
-        test_sets = [open_dataset(s, data_root / s, split="test", **task_opt) for s in sources]
+        test_sets = _test_sets(sources, data_root, cfg.task)
         x, y, _ = load_tensors(train_sets, cfg)
         log(f"{name}: training on {len(x)} images from {', '.join(sources)} ({cfg.epochs} epochs)")
         model = train(

@@ -112,3 +112,24 @@ def test_shared_segmentation_manifest(shared_data: Path) -> None:
     for s in ds.iter_samples():
         assert s.masks is not None and s.masks["lungs"].shape == s.image.shape
         assert s.masks["lungs"].any()
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_montgomery_shenzhen_is_the_union_of_the_two_splits(shared_data: Path, task: str) -> None:
+    """The combined adapter's held-out split is each set's own, with patients kept apart."""
+    both = open_dataset("montgomery-shenzhen", shared_data, task=task, split="test")
+    parts = {
+        n: open_dataset(n, shared_data / n, task=task, split="test")
+        for n in ("montgomery", "shenzhen")
+    }
+    assert len(both) == 80 == sum(len(p) for p in parts.values())
+    expect = {(f"{n}:{r.patient_id}", r.image_id) for n, p in parts.items() for r in p.records}
+    assert {(r.patient_id, r.image_id) for r in both.records} == expect
+    assert len({r.patient_id for r in both.records}) == 80  # 0001 of each set stays two
+    assert both.describe()["positives"] == {"Tuberculosis": 36}
+    train = open_dataset("montgomery-shenzhen", shared_data, task=task, split="train")
+    assert len(train) == 358 and not {r.image_id for r in train.records} & {
+        r.image_id for r in both.records
+    }
+    sample = next(both.iter_samples(workers=0))
+    assert (sample.masks is not None) == (task == "segmentation")

@@ -784,7 +784,10 @@ def test_pairwise_case_matches_pairwise_task(
     assert base.clean == pytest.approx(auc_clean, abs=1e-9)
     assert c.noisy == pytest.approx(pooled, abs=1e-9)
     assert c.n_patients == len(t_clean.subset_index)
-    assert c.target == "pneumothorax-vs-effusion" and c.verdict in ("pass", "fail")
+    assert c.target == "pneumothorax-vs-effusion"
+    # judged, unless its clean AUROC (5 images here) cannot be told from chance
+    at_chance = base.noisy_ci_low <= 0.5 <= base.noisy_ci_high
+    assert c.verdict in (("uninformative",) if at_chance else ("pass", "fail"))
 
 
 def test_auroc_case_n_counts_images_not_pooled_draws(cls_run: RunResult) -> None:

@@ -40,7 +40,13 @@ def _tools() -> str | None:
 
 
 needs_tools = pytest.mark.skipif(_tools() is not None, reason=_tools() or "")
-VERDICT_WORDS = {"pass": "✓ pass", "fail": "✗ fail", "no-gate": "· no gate", "error": "! error"}
+VERDICT_WORDS = {
+    "pass": "✓ pass",
+    "fail": "✗ fail",
+    "no-gate": "· no gate",
+    "error": "! error",
+    "uninformative": "○ uninformative",
+}
 
 
 class _Printed(HTMLParser):

@@ -138,7 +138,7 @@ def test_json_is_deterministic_and_strict() -> None:
     d = json.loads(text)
     assert list(d) == sorted(d)
     assert d["schema"] == "robusttest-results" and d["schema_version"] == SCHEMA_VERSION
-    assert d["summary"] == {"pass": 2, "fail": 0, "no-gate": 1, "error": 0}
+    assert d["summary"] == {"pass": 2, "fail": 0, "no-gate": 1, "uninformative": 0, "error": 0}
 
 
 def test_nan_becomes_null_and_the_reason_is_kept() -> None:
