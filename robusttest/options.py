@@ -279,6 +279,16 @@ OPTIONS: tuple[RunOption, ...] = (
         cli="--baseline-tolerance",
     ),
     RunOption(
+        "frontier",
+        "--robust-frontier",
+        "search every gated case's failure frontier: the noise level at which its gate "
+        "starts to fail, with a CI (the suite's `frontier:` asks for some always)",
+        kind="switch",
+        parse=parse_bool,
+        cli="--frontier",
+        ini_type="bool",
+    ),
+    RunOption(
         "no_cache",
         "--robust-no-cache",
         "do not read or write the per-image output cache",
@@ -347,6 +357,7 @@ class RunSettings:
     reports: tuple[tuple[str, Path], ...] = ()
     baseline: Path | None = None
     baseline_tolerance: float = 0.01
+    frontier: bool = False
     cache: bool = True
     cache_dir: Path | None = None
     batch_size: int = 16

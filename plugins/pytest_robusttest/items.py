@@ -125,6 +125,9 @@ class RobustCaseItem(_RobustItemBase):
         from robusttest.report.junit import case_properties
 
         result = self.session_obj.result(self.model_suite.key)
+        if self.case.frontier:
+            self._run_frontier(result)
+            return
         case = result.case(self.case.case_id)
         # Properties first, so a failing case has its numbers in the JUnit XML too.
         for name, value in case_properties(case).items():
@@ -133,6 +136,17 @@ class RobustCaseItem(_RobustItemBase):
             raise GateFailure(gate_failure_text(case))
         if case.verdict == "error":  # not judged (see setup); never a pass
             raise EvaluationError(case.message)
+
+    def _run_frontier(self, result: RunResult) -> None:
+        """A frontier item: fails when the crossing's CI reaches past the suite's
+        required level (``frontier:`` ... ``min_level``)."""
+        front = result.frontier(self.case.case_id)
+        for name, value in front.properties().items():
+            self.user_properties.append((name, value))
+        if front.verdict == "fail":
+            raise GateFailure(front.message)
+        if front.verdict == "error":
+            raise EvaluationError(front.message)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         source = Path(self.model_suite.suite_source)

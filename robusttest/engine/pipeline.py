@@ -29,12 +29,13 @@ import torch
 from robusttest import __version__, faults
 from robusttest.data import Dataset
 from robusttest.engine.evaluation import EngineOptions, Evaluator, ProgressFn
+from robusttest.engine.frontier import FrontierSearch, plan_frontiers
 from robusttest.engine.gallery import make_gallery
 from robusttest.engine.loading import prepare
 from robusttest.engine.summary import adjust_p_values, iter_cases
 from robusttest.errors import DataError, RobustTestError
 from robusttest.models import ModelRunner
-from robusttest.results import CaseResult, ImageRecord, RunResult
+from robusttest.results import CaseResult, FrontierResult, ImageRecord, RunResult
 from robusttest.suite import Suite
 
 
@@ -188,8 +189,13 @@ def evaluate(
     suite: Suite,
     dataset: Dataset,
     options: EngineOptions | None = None,
+    *,
+    frontier: bool = False,
 ) -> RunResult:
     """Evaluate an already loaded model on an opened dataset.
+
+    Failure frontiers (``engine.frontier``) are searched for those the suite's
+    ``frontier:`` asks for, and with ``frontier`` for every gated (metric, target, family).
 
     Ctrl-C during the evaluation, the statistics or the gallery, and bad input met on the
     way (an unreadable image, a model output with NaN), end in a RunResult that keeps
@@ -260,6 +266,24 @@ def evaluate(
         except RobustTestError as exc:
             stop.fail("gallery", str(exc))
             errors.append(str(exc))
+    frontiers: list[FrontierResult] = []
+    targets = [*ev.plan.case_targets, *(f"{a}-vs-{b}" for a, b in ev.plan.pairwise)]
+    wanted = plan_frontiers(suite, targets, every=frontier) if records else []
+    search_facts: dict[str, Any] = {}
+    if wanted and not stop.stopped and problem is None:
+        search = FrontierSearch(ev, records)
+        try:
+            for spec in wanted:
+                frontiers.append(search.search(spec))
+        except KeyboardInterrupt:  # the frontiers finished so far stay
+            stop.interrupt("frontier")
+        except RobustTestError as exc:
+            stop.fail("frontier", str(exc))
+            errors.append(str(exc))
+        search_facts = {
+            "seconds_frontier": round(search.seconds, 3),
+            "frontier_evaluations": search.evaluations,
+        }
     provenance = {
         "robusttest_version": __version__,
         "model": {
@@ -276,6 +300,7 @@ def evaluate(
             "skipped": [list(x) for x in dataset.skipped],
             "unreadable": [list(x) for x in dataset.unreadable],
             "bit_depths": dict(sorted(dataset.bit_depths.items())),
+            "pixel_spacing_mm": spacing_summary(ev.spacings),
             "describe": _jsonable(dataset.describe()),
         },
         "seed": suite.seed,
@@ -303,6 +328,7 @@ def evaluate(
         "warnings": warnings_,
         "interrupted": stop.interrupted,
         "stopped_in": stop.phase,
+        **search_facts,
     }
     return RunResult(
         cases=tuple(cases),
@@ -311,7 +337,21 @@ def evaluate(
         run=run_info,
         gallery=tuple(gallery),
         completed=not stop.stopped,
+        frontiers=tuple(frontiers),
     )
+
+
+def spacing_summary(spacings: Mapping[str, float | None]) -> dict[str, Any]:
+    """How many images had a known pixel spacing (from the data: DICOM tags, a manifest
+    column, an adapter's table or detector) and its range; the physical noise families
+    count photons per pixel from it, and µGy frontiers need it known."""
+    known = sorted(float(v) for v in spacings.values() if v is not None)
+    out: dict[str, Any] = {"known": len(known), "unknown": len(spacings) - len(known)}
+    if known:
+        mid = len(known) // 2
+        median = known[mid] if len(known) % 2 else (known[mid - 1] + known[mid]) / 2
+        out.update(min=known[0], median=median, max=known[-1])
+    return out
 
 
 def _jsonable(x: Any) -> Any:
@@ -345,11 +385,13 @@ def run(
     progress: bool | None = None,
     gallery: int = 2,
     lanes: int | None = None,
+    frontier: bool = False,
 ) -> RunResult:
     """Evaluate ``model`` under ``suite`` (default: chosen from the model card's task).
 
     ``threads`` caps the model's CPU threads; ``lanes`` how many batch × condition items
     run at once (default: see ``Evaluator.lanes``). Neither changes a number.
+    ``frontier``: search every gated case's failure frontier (``RunResult.frontiers``).
 
     >>> result = robusttest.run("fixtures/models/lungs_tinyunet.onnx")  # doctest: +SKIP
     >>> result.passed, result.counts()                                  # doctest: +SKIP
@@ -375,4 +417,4 @@ def run(
         gallery=gallery,
         lanes=lanes,
     )
-    return evaluate(runner, s, dataset, options)
+    return evaluate(runner, s, dataset, options, frontier=frontier)

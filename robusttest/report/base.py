@@ -209,7 +209,7 @@ def run_state(result: RunResult) -> RunState:
         or any(c.verdict == "error" for c in result.cases)
     ):
         return "error"
-    return "failed" if result.failed else "passed"
+    return "failed" if result.failed or result.failed_frontiers else "passed"
 
 
 def mark_interrupted(result: RunResult, phase: str) -> RunResult:
@@ -239,6 +239,9 @@ def summary_line(result: RunResult) -> str:
         parts.append(f"{c['error']} errors")
     parts.append(f"{c['no-gate']} reported without a gate")
     line = f"{verdict_word(result)}: {len(result.cases)} cases: " + ", ".join(parts)
+    if result.frontiers:
+        fails = len(result.failed_frontiers)
+        line += f"; {len(result.frontiers)} frontiers" + (f" ({fails} failed)" if fails else "")
     n = len({r.image_id for r in result.records})
     state = run_state(result)
     if state == "interrupted":
