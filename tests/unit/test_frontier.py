@@ -464,3 +464,45 @@ def test_reports_carry_the_frontier(known: Path, tmp_path: Path) -> None:
     page = render_html(result, rendered_at="t")
     assert "Failure frontiers" in page and "Failed frontiers (1)" in page
     assert "gaussian frontier: sigma 0.171 [0.171, 0.201]" in page  # the curve's legend
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"frontier": {"gaussian": {"dice": {"min_level": 0.15}}, "quantum": None}},
+        {"frontier": ["gaussian", "electronic"]},
+        {"frontier": {"quantum": {"dice": {"min_dose_uGy": 0.001}}}},
+        {"noise": {"quantum": {"dose_uGy": [2.5, 1.0]}, "gaussian": None}},
+    ],
+)
+def test_schema_and_loader_accept_the_frontier_and_micrograys(extra: dict[str, Any]) -> None:
+    from test_suite import lungs, schema_errors
+
+    doc = {**lungs(), **extra}
+    assert schema_errors(doc) == []
+    parse_suite(doc, "s.yaml")
+
+
+def test_schema_rejects_two_requirements() -> None:
+    from test_suite import lungs, schema_errors
+
+    doc = {**lungs(), "frontier": {"gaussian": {"dice": {"min_level": 0.1, "min_x": 1}}}}
+    assert schema_errors(doc)
+
+
+def test_ctrl_c_during_the_search_keeps_the_grid(
+    known: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robusttest import faults
+    from robusttest.report import run_state
+
+    s = suite(known, {"gaussian": {"sigma": [0.1, 0.3]}})
+    # the grid: 3 batches × (clean + 2 levels × 2 repeats) = 15 items; the 17th is the
+    # frontier's first evaluation
+    monkeypatch.setenv(faults.ENV, "inference@17")
+    faults.reset()
+    result = run(known, s, tmp_path, frontier=True)
+    faults.reset()
+    assert not result.completed and result.run["stopped_in"] == "frontier"
+    assert run_state(result) == "interrupted" and result.frontiers == ()
+    assert len(result.cases) == 3 and all(c.verdict != "error" for c in result.cases)
