@@ -140,7 +140,13 @@ class RobustCaseItem(_RobustItemBase):
     def _run_frontier(self, result: RunResult) -> None:
         """A frontier item: fails when the crossing's CI reaches past the suite's
         required level (``frontier:`` ... ``min_level``)."""
-        front = result.frontier(self.case.case_id)
+        try:
+            front = result.frontier(self.case.case_id)
+        except KeyError:
+            raise EvaluationError(
+                f"{self.case.case_id}: the frontier was not searched "
+                f"({result.run.get('error') or 'the run stopped before it'})"
+            ) from None
         for name, value in front.properties().items():
             self.user_properties.append((name, value))
         if front.verdict == "fail":
