@@ -345,6 +345,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         lanes=settings.lanes,
                         cache=settings.cache,
                         cache_dir=settings.cache_dir,
+                        frontier=settings.frontier,
                     )
                 )
                 if run_state(results[-1]) == "interrupted":
@@ -369,6 +370,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for case in result.failed:
         if case.verdict == "fail":
             print(f"FAIL {case.case_id}: {case.message}")
+    for front in result.frontiers:
+        word = "FAIL" if front in result.failed_frontiers else "FRONTIER"
+        print(f"{word} {front.frontier_id}: {front.message}")
     print(summary_line(result))
     state = run_state(result)
     if state == "interrupted":

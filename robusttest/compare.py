@@ -20,6 +20,12 @@ a gate that passed (or was ungated) in the base and fails in the new run, or a c
 base that the new run lacks (a dropped case could hide a regression) unless the new run
 selected a part of its grid on purpose (then the base's other cases are listed as not
 selected). Cases only in the new run are reported, not failed.
+
+Failure frontiers present in both runs are matched by ``(suite, frontier_id)``: one whose
+crossing moved toward less noise beyond the base's CI (the new estimate below the base's
+CI for σ, above it for a dose or a rate; or a frontier the base never reached reached now)
+makes the comparison not OK. Frontiers in one run only are noted (``--frontier`` is a
+choice of the run), not failed.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from robusttest.errors import ConfigError
-from robusttest.results import CaseResult, RunResult
+from robusttest.results import CaseResult, FrontierResult, RunResult
 
 Status = Literal[
     "regression", "new-failure", "worse-ungated", "within-noise", "undefined", "improved", "same"
@@ -157,6 +163,65 @@ class CaseDiff:
 
 
 @dataclass(frozen=True)
+class FrontierDiff:
+    """One failure frontier present in both runs."""
+
+    suite: str
+    frontier_id: str
+    level_param: str
+    higher_is_worse: bool
+    base: float | None  # the base's crossing (estimate); None: not reached
+    base_ci: tuple[float | None, float | None]
+    new: float | None
+    moved: bool  # toward less noise beyond the base's CI
+
+    @property
+    def status(self) -> str:
+        if self.moved:
+            return "frontier-moved"
+        if self.new is None and self.base is not None:
+            return "improved"
+        if self.new is not None and self.base is not None:
+            worse = self.new < self.base if self.higher_is_worse else self.new > self.base
+            return "same" if worse or self.new == self.base else "improved"
+        return "same"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "frontier_id": self.frontier_id,
+            "level_param": self.level_param,
+            "base": self.base,
+            "base_ci": list(self.base_ci),
+            "new": self.new,
+            "moved": self.moved,
+            "status": self.status,
+        }
+
+
+def _frontier_diff(b: FrontierResult, n: FrontierResult) -> FrontierDiff:
+    base = b.estimate if b.reached else None
+    new = n.estimate if n.reached else None
+    if new is None:
+        moved = False
+    elif base is None:
+        moved = not b.reached  # the base held over the whole range; now the gate fails in it
+    else:
+        end = b.gated_end  # the base CI's end towards less noise
+        moved = end is not None and (new < end if b.higher_is_worse else new > end)
+    return FrontierDiff(
+        suite=b.suite,
+        frontier_id=b.frontier_id,
+        level_param=b.level_param,
+        higher_is_worse=b.higher_is_worse,
+        base=base,
+        base_ci=(b.ci_low, b.ci_high),
+        new=new,
+        moved=moved,
+    )
+
+
+@dataclass(frozen=True)
 class Comparison:
     tolerances: Mapping[str, Tolerance]  # per metric compared
     cases: tuple[CaseDiff, ...]
@@ -165,6 +230,11 @@ class Comparison:
     notes: tuple[str, ...] = field(default_factory=tuple)
     not_selected: tuple[tuple[str, str], ...] = ()  # base cases the new run did not select
     fail_on_ungated: bool = False
+    frontiers: tuple[FrontierDiff, ...] = ()
+
+    @property
+    def frontiers_moved(self) -> list[FrontierDiff]:
+        return [f for f in self.frontiers if f.moved]
 
     @property
     def regressions(self) -> list[CaseDiff]:
@@ -180,7 +250,12 @@ class Comparison:
 
     @property
     def ok(self) -> bool:
-        return not self.regressions and not self.new_failures and not self.only_in_base
+        return (
+            not self.regressions
+            and not self.new_failures
+            and not self.only_in_base
+            and not self.frontiers_moved
+        )
 
     def tolerance_text(self) -> str:
         from robusttest.metrics import METRICS
@@ -198,6 +273,11 @@ class Comparison:
         ]
         if self.worse_ungated:
             parts.append(f"{len(self.worse_ungated)} ungated case(s) worse (reported)")
+        if self.frontiers:
+            parts.append(
+                f"{len(self.frontiers_moved)} of {len(self.frontiers)} frontier(s) moved "
+                "toward less noise"
+            )
         if self.only_in_base:
             parts.append(f"{len(self.only_in_base)} missing in new")
         if self.not_selected:
@@ -236,6 +316,20 @@ class Comparison:
                 f"{c.base_verdict} -> {c.new_verdict}",
             )
             for c in rows
+        ]
+        table += [
+            (
+                f.status,
+                f.suite,
+                f.frontier_id,
+                _f(math.nan if f.base is None else f.base),
+                _f(math.nan if f.new is None else f.new),
+                "",
+                "",
+                f"{f.level_param} CI [{_f(_nan(f.base_ci[0]))}, {_f(_nan(f.base_ci[1]))}]",
+            )
+            for f in self.frontiers
+            if all_cases or f.moved
         ]
         table += [("missing in new", t, cid, "", "", "", "", "") for t, cid in self.only_in_base]
         table += [("only in new", t, cid, "", "", "", "", "") for t, cid in self.only_in_new]
@@ -280,7 +374,13 @@ class Comparison:
             "not_selected": [list(k) for k in self.not_selected],
             "only_in_new": [list(k) for k in self.only_in_new],
             "notes": list(self.notes),
+            "frontiers": [f.to_dict() for f in self.frontiers],
+            "frontiers_moved": [[f.suite, f.frontier_id] for f in self.frontiers_moved],
         }
+
+
+def _nan(x: float | None) -> float:
+    return math.nan if x is None else x
 
 
 def _f(x: float, signed: bool = False) -> str:
@@ -412,6 +512,15 @@ def compare(
                 f"{what} differs between runs ({str(bh)[:12]} vs {str(nh)[:12]}): "
                 "differences mix model and evaluation changes"
             )
+    b_fronts = {(f.suite, f.frontier_id): f for f in base.frontiers}
+    n_fronts = {(f.suite, f.frontier_id): f for f in new.frontiers}
+    fronts = tuple(_frontier_diff(f, n_fronts[k]) for k, f in b_fronts.items() if k in n_fronts)
+    one_side = len(set(b_fronts) ^ set(n_fronts))
+    if one_side:
+        notes.append(
+            f"{one_side} failure frontier(s) in one run only (searched with --frontier or a "
+            "suite's frontier:), not compared"
+        )
     return Comparison(
         tolerances=used,
         cases=tuple(diffs),
@@ -420,4 +529,5 @@ def compare(
         notes=tuple(notes),
         not_selected=not_selected,
         fail_on_ungated=fail_on_ungated,
+        frontiers=fronts,
     )

@@ -4,6 +4,13 @@ Convention (DESIGN.md §2): p high where attenuation is high (bone bright), i.e.
 MONOCHROME2. MONOCHROME1 DICOM is inverted here so that every later step sees the same
 convention.
 
+DICOM: the stored values go through the file's modality LUT (or rescale slope and
+intercept) and VOI LUT (or window centre and width), as pydicom applies them, each output
+scaled by its full range (the LUT's bit depth, the rescaled range of the stored bits),
+never by one image's min–max: equal stored values give equal display values in every
+image, which the count-domain noise needs. PixelSpacing, else ImagerPixelSpacing, is the
+spacing.
+
 Before a pixel is decoded, the size the header claims is checked: at least ``MIN_SIDE``
 pixels on each side and at most ``max_pixels`` pixels (``DEFAULT_MAX_PIXELS``; a suite
 sets ``data: {max_pixels: N}``), so a decompression bomb costs a header read, not memory.
@@ -257,6 +264,52 @@ def _to_unit(
 
 
 # --- formats -----------------------------------------------------------------------------
+def _lut_range(item: Any) -> tuple[float, float]:
+    """Output range of a DICOM LUT (modality or VOI): its entries' bit depth."""
+    depth = int(item.LUTDescriptor[2])
+    return 0.0, float(2**depth - 1)
+
+
+def _dicom_display(ds: Any, raw: np.ndarray, bits: int) -> tuple[np.ndarray, str]:
+    """Stored values → display values in [0, 1] by the file's own transforms (PS3.3 C.11):
+    the modality LUT (or rescale slope/intercept), then the VOI LUT (or window centre and
+    width), each output scaled by its full range, never by the image's own min–max, so
+    equal stored values give equal display values in every image; MONOCHROME1 inverted
+    by the caller. Returns the values and which transforms applied."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    signed = int(getattr(ds, "PixelRepresentation", 0) or 0) == 1
+    if signed:
+        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    else:
+        lo, hi = 0.0, float(2**bits - 1)
+    steps: list[str] = []
+    ds.BitsStored = bits  # the windowing's output range follows the bits that hold data
+    arr: np.ndarray = raw
+    if ds.get("ModalityLUTSequence"):
+        arr = apply_modality_lut(raw, ds)
+        lo, hi = _lut_range(ds.ModalityLUTSequence[0])
+        steps.append("modality LUT")
+    elif "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        arr = apply_modality_lut(raw, ds)
+        lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
+        if (slope, intercept) != (1.0, 0.0):
+            steps.append("rescale")
+    voi = ds.get("VOILUTSequence")
+    if voi and voi[0].get("LUTDescriptor") is not None and voi[0].get("LUTData") is not None:
+        if not np.issubdtype(arr.dtype, np.integer):
+            arr = np.rint(arr).astype(np.int64)  # a LUT maps integer values
+        arr = apply_voi_lut(arr, ds)
+        lo, hi = _lut_range(voi[0])
+        steps.append("VOI LUT")
+    elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        arr = apply_voi_lut(arr, ds, prefer_lut=False)  # output spans the input's range
+        steps.append("VOI window")
+    out = (np.asarray(arr, dtype=np.float64) - lo) / (hi - lo) if hi > lo else np.zeros(raw.shape)
+    return np.clip(out, 0.0, 1.0), ", ".join(steps)
+
+
 def _read_dicom(path: Path, max_pixels: int, bit_depth: int | None) -> DecodedImage:
     require_extra("dicom", f"{path}: reading DICOM")
     import pydicom
@@ -276,31 +329,24 @@ def _read_dicom(path: Path, max_pixels: int, bit_depth: int | None) -> DecodedIm
         raise DataError(
             f"{path}: cannot decode DICOM ({exc}); re-export or remove the file"
         ) from None
-    arr = raw.astype(np.float64)
-    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-    arr = arr * slope + intercept
     stored = int(getattr(ds, "BitsStored", 0) or 0)
-    bits = bit_depth or stored
-    source = "bit_depth" if bit_depth else "DICOM BitsStored"
-    if bits and slope == 1.0 and intercept == 0.0:
-        if int(getattr(ds, "PixelRepresentation", 0) or 0) == 1:  # signed: two's complement
-            lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
-        else:
-            lo, hi = 0.0, float(2**bits - 1)
-        depth: int | None = bits
-    else:
-        lo, hi = float(arr.min()), float(arr.max())
-        depth, source = None, "DICOM rescaled, min–max"
-    if bit_depth and arr.size and float(arr.max()) > hi:
+    bits = bit_depth or stored or 8 * raw.dtype.itemsize
+    source = "bit_depth" if bit_depth else ("DICOM BitsStored" if stored else "file")
+    if bit_depth and raw.size and int(raw.max()) > 2**bits - 1:
         raise DataError(
-            f"{path}: values reach {float(arr.max()):g}, above the {hi:g} that {bits}-bit "
+            f"{path}: values reach {int(raw.max())}, above the {2**bits - 1} that {bits}-bit "
             "data (bit_depth) allows; correct bit_depth in the suite's data or the manifest"
         )
-    arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-    arr = np.clip(arr, 0.0, 1.0)
+    try:
+        arr, steps = _dicom_display(ds, raw, bits)
+    except (ValueError, NotImplementedError, AttributeError, IndexError, TypeError) as exc:
+        raise DataError(
+            f"{path}: cannot apply the DICOM modality/VOI LUT ({exc}); re-export the image "
+            "or remove the file"
+        ) from None
     if str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
         arr = 1.0 - arr  # MONOCHROME1: high values dark; we want bone bright
+        steps = ", ".join(x for x in (steps, "MONOCHROME1 inverted") if x)
     spacing = None
     for tag in ("PixelSpacing", "ImagerPixelSpacing"):
         val = getattr(ds, tag, None)
@@ -309,10 +355,11 @@ def _read_dicom(path: Path, max_pixels: int, bit_depth: int | None) -> DecodedIm
                 spacing = float(val[0])
             except (TypeError, ValueError, IndexError):
                 spacing = None
-            if spacing is not None:
+            if spacing is not None and spacing > 0:
                 break
+            spacing = None
     unit = _to_unit(arr.astype(np.float32), path)
-    return DecodedImage(unit.pixels, spacing, depth, source)
+    return DecodedImage(unit.pixels, spacing, bits, f"{source}; {steps}" if steps else source)
 
 
 def _read_npy(path: Path, max_pixels: int, bit_depth: int | None) -> DecodedImage:

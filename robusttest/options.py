@@ -296,6 +296,16 @@ OPTIONS: tuple[RunOption, ...] = (
         ini_type="bool",
     ),
     RunOption(
+        "frontier",
+        "--robust-frontier",
+        "search every gated case's failure frontier: the noise level at which its gate "
+        "starts to fail, with a CI (the suite's `frontier:` asks for some always)",
+        kind="switch",
+        parse=parse_bool,
+        cli="--frontier",
+        ini_type="bool",
+    ),
+    RunOption(
         "no_cache",
         "--robust-no-cache",
         "do not read or write the per-image output cache",
@@ -366,6 +376,7 @@ class RunSettings:
     # (metric or None for every metric, tolerance text), as given
     baseline_tolerance: tuple[tuple[str | None, str], ...] = ()
     baseline_fail_on_ungated: bool = False
+    frontier: bool = False
     cache: bool = True
     cache_dir: Path | None = None
     batch_size: int = 16

@@ -42,8 +42,9 @@ from robusttest.gates import (
 )
 from robusttest.stats import BootstrapResult, holm
 
-# 2.1: digest, per-case relative-drop CI and test unit, provenance selection/not_evaluated
-SCHEMA_VERSION = "2.1"
+# 2.1: digest, per-case relative-drop CI and test unit, provenance selection/not_evaluated;
+# 2.2: the top-level `frontiers` list
+SCHEMA_VERSION = "2.2"
 DIGEST_ALGORITHM = "sha256"
 
 
@@ -238,6 +239,159 @@ _OPTIONAL_FLOATS = {"level", "p_value", "p_adjusted"}  # None = not applicable
 
 
 @dataclass(frozen=True)
+class FrontierPoint:
+    """One level the frontier search used: the gated quantity there and its gate."""
+
+    level: float
+    estimate: float  # the gated quantity's point estimate (noisy metric, drop, ...)
+    bound: float  # what the gate compares (the CI's conservative bound, or the estimate)
+    passed: bool
+    source: str  # "clean" (the identity level), "ladder" (a suite condition), "search"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": _num(self.level),
+            "estimate": _num(self.estimate),
+            "bound": _num(self.bound),
+            "passed": self.passed,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FrontierPoint:
+        return cls(
+            level=_unnum(d["level"]),
+            estimate=_unnum(d["estimate"]),
+            bound=_unnum(d["bound"]),
+            passed=bool(d["passed"]),
+            source=str(d["source"]),
+        )
+
+
+@dataclass(frozen=True)
+class FrontierResult:
+    """The failure frontier of one gated (metric, target, noise family): the level at which
+    the gate starts to fail, searched on the family's continuous axis.
+
+    ``level``: where the gate (as the suite judges it: the CI's conservative bound, or the
+    point) crosses its limit; ``estimate``: where the point estimate crosses it; ``ci_low``
+    / ``ci_high``: the percentile CI of that crossing over the patient bootstrap (None: beyond
+    the range searched). ``reached`` False: the gate holds over the whole range (``level``
+    None). Levels in the family's unit (``level_param``); for ``quantum`` also in µGy of
+    detector air kerma (``*_uGy``) when every image's pixel spacing was known.
+    ``min_level``: the suite's requirement (``frontier:``), judged on the CI's end towards
+    less noise (the estimate with ``on: point``).
+    """
+
+    frontier_id: str  # "lungs-dice[gaussian-frontier]"
+    suite: str
+    metric: str
+    target: str
+    noise: str
+    level_param: str  # "sigma", "dose", "rate", "sigma_e"
+    higher_is_worse: bool  # the family's direction: False when a smaller level is worse
+    gate: str  # the gate kind that crosses first ("min", "max_drop", "max_relative_drop")
+    limit: float
+    on: str  # "ci" or "point", as the suite judges its gates
+    level: float | None
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    reached: bool
+    evaluations: int  # levels the search evaluated beyond the suite's own
+    search_range: tuple[float, float]  # (mildest, most severe) level searched
+    points: tuple[FrontierPoint, ...]
+    verdict: Verdict
+    message: str
+    min_level: float | None = None
+    ci: float = 0.95
+    level_unit: str = ""  # the family's unit of the level ("" for fractions, σ, rates)
+    log_axis: bool = False  # searched (and interpolated) on the level's logarithm
+    reference_uGy: float | None = None  # quantum: the detector kerma of the full dose
+    dose_uGy: float | None = None
+    ci_low_uGy: float | None = None
+    ci_high_uGy: float | None = None
+    note: str | None = None
+
+    @property
+    def gated_end(self) -> float | None:
+        """The CI's end towards less noise: what ``min_level`` is compared with."""
+        return self.ci_low if self.higher_is_worse else self.ci_high
+
+    def properties(self) -> dict[str, str]:
+        """The numbers as strings, for JUnit <property> elements."""
+
+        def s(x: float | None) -> str:
+            return "" if x is None or (isinstance(x, float) and math.isnan(x)) else repr(float(x))
+
+        out = {
+            "metric": self.metric,
+            "target": self.target,
+            "noise": self.noise,
+            "frontier_level": s(self.level),
+            "frontier_estimate": s(self.estimate),
+            "frontier_ci_low": s(self.ci_low),
+            "frontier_ci_high": s(self.ci_high),
+            "frontier_reached": str(self.reached).lower(),
+            "frontier_evaluations": str(self.evaluations),
+            "level_param": self.level_param,
+            "gate": f"{self.gate} {self.limit:g} (on {self.on})",
+            "limit": s(self.limit),
+            "min_level": s(self.min_level),
+            "verdict": self.verdict,
+        }
+        if self.reference_uGy is not None:
+            out["frontier_dose_uGy"] = s(self.dose_uGy)
+            out["frontier_ci_low_uGy"] = s(self.ci_low_uGy)
+            out["frontier_ci_high_uGy"] = s(self.ci_high_uGy)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "points":
+                v = [p.to_dict() for p in v]
+            elif f.name == "search_range":
+                v = [_num(x) for x in v]
+            elif isinstance(v, float) or f.name in _FRONTIER_FLOATS:
+                v = _num(v)
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FrontierResult:
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in d:
+                continue
+            v = d[f.name]
+            if f.name == "points":
+                v = tuple(FrontierPoint.from_dict(p) for p in v)
+            elif f.name == "search_range":
+                v = (_unnum(v[0]), _unnum(v[1]))
+            elif f.name == "limit":
+                v = _unnum(v)
+            kw[f.name] = v
+        return cls(**kw)
+
+
+_FRONTIER_FLOATS = {
+    "level",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "limit",
+    "min_level",
+    "ci",
+    "reference_uGy",
+    "dose_uGy",
+    "ci_low_uGy",
+    "ci_high_uGy",
+}
+
+
+@dataclass(frozen=True)
 class GalleryItem:
     """Thumbnails for the HTML report, stored in the result so a re-render needs no data."""
 
@@ -275,14 +429,25 @@ class RunResult:
     gallery: tuple[GalleryItem, ...] = ()
     completed: bool = True
     schema_version: str = SCHEMA_VERSION
+    frontiers: tuple[FrontierResult, ...] = ()
 
     @property
     def failed(self) -> list[CaseResult]:
         return [c for c in self.cases if c.verdict in FAILING]
 
     @property
+    def failed_frontiers(self) -> list[FrontierResult]:
+        return [f for f in self.frontiers if f.verdict in FAILING]
+
+    @property
     def passed(self) -> bool:
-        return self.completed and not self.failed
+        return self.completed and not self.failed and not self.failed_frontiers
+
+    def frontier(self, frontier_id: str) -> FrontierResult:
+        for f in self.frontiers:
+            if f.frontier_id == frontier_id:
+                return f
+        raise KeyError(frontier_id)
 
     @property
     def uninformative(self) -> list[CaseResult]:
@@ -382,6 +547,7 @@ class RunResult:
             "cases": [c.to_dict() for c in self.cases],
             "records": [r.to_dict() for r in self.records],
             "gallery": [g.to_dict() for g in self.gallery],
+            "frontiers": [f.to_dict() for f in self.frontiers],
         }
         if include_run:
             d["run"] = self.run
@@ -420,6 +586,8 @@ class RunResult:
                 gallery=tuple(GalleryItem.from_dict(g) for g in d.get("gallery", [])),
                 completed=bool(d.get("completed", True)),
                 schema_version=ver,
+                # absent in results written before frontiers (schema 2.0)
+                frontiers=tuple(FrontierResult.from_dict(f) for f in d.get("frontiers", [])),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{source}: malformed results file ({exc!r})") from None
@@ -559,4 +727,5 @@ def merge(results: Iterable[RunResult]) -> RunResult:
         run={"runs": [r.run for r in rs]},
         gallery=tuple(g for r in rs for g in r.gallery),
         completed=all(r.completed for r in rs),
+        frontiers=tuple(f for r in rs for f in r.frontiers),
     )

@@ -145,6 +145,9 @@ class RobustCaseItem(_RobustItemBase):
         from robusttest.report.junit import case_properties
 
         result = self.session_obj.result(self.model_suite.key)
+        if self.case.frontier:
+            self._run_frontier(result)
+            return
         try:
             case = result.case(self.case.case_id)
         except KeyError:  # not among the cases evaluated (the selection changed under xdist)
@@ -158,6 +161,23 @@ class RobustCaseItem(_RobustItemBase):
             raise EvaluationError(case.message)
         if case.verdict == "uninformative":  # the suite reports these apart; not a pass
             pytest.skip(case.message.split("\n")[0])
+
+    def _run_frontier(self, result: RunResult) -> None:
+        """A frontier item: fails when the crossing's CI reaches past the suite's
+        required level (``frontier:`` ... ``min_level``)."""
+        try:
+            front = result.frontier(self.case.case_id)
+        except KeyError:
+            raise EvaluationError(
+                f"{self.case.case_id}: the frontier was not searched "
+                f"({result.run.get('error') or 'the run stopped before it'})"
+            ) from None
+        for name, value in front.properties().items():
+            self.user_properties.append((name, value))
+        if front.verdict == "fail":
+            raise GateFailure(front.message)
+        if front.verdict == "error":
+            raise EvaluationError(front.message)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         source = Path(self.model_suite.suite_source)

@@ -28,6 +28,7 @@ class PlannedCase:
     target: str  # the structure or label the case scores
     condition: str
     noise: str | None  # the noise family; None for the clean baseline
+    frontier: bool = False  # the family's failure frontier (RunResult.frontiers), not a case
 
     @property
     def family(self) -> str:
@@ -40,6 +41,7 @@ class PlannedCase:
             "target": self.target,
             "condition": self.condition,
             "noise": self.noise,
+            "frontier": self.frontier,
         }
 
     @classmethod
@@ -50,6 +52,7 @@ class PlannedCase:
             target=str(d["target"]),
             condition=str(d["condition"]),
             noise=None if d["noise"] is None else str(d["noise"]),
+            frontier=bool(d.get("frontier", False)),
         )
 
 

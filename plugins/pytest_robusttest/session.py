@@ -537,13 +537,17 @@ class RobustSession:
         )
         return _Loaded(runner=runner, suite=suite, dataset=dataset)
 
-    @staticmethod
-    def _cases(loaded: _Loaded) -> tuple[PlannedCase, ...]:
+    def _cases(self, loaded: _Loaded) -> tuple[PlannedCase, ...]:
         # The grid exactly as engine.summarise builds it (plan_task also checks that the
-        # model's task, targets and labels fit the suite and the data).
+        # model's task, targets and labels fit the suite and the data), then the frontiers
+        # as engine.evaluate plans them.
         from robusttest.engine import plan_cases, plan_task
+        from robusttest.engine.frontier import plan_frontiers
 
         plan = plan_task(loaded.suite, loaded.runner, loaded.dataset)
+        cases = plan_cases(loaded.suite, plan)
+        targets = list(dict.fromkeys(c.target for c in cases))
+        fronts = plan_frontiers(loaded.suite, targets, every=self.settings.frontier)
         return tuple(
             PlannedCase(
                 case_id=c.case_id,
@@ -552,7 +556,17 @@ class RobustSession:
                 condition=c.condition,
                 noise=c.noise.name if c.noise is not None else None,
             )
-            for c in plan_cases(loaded.suite, plan)
+            for c in cases
+        ) + tuple(
+            PlannedCase(
+                case_id=f.frontier_id,
+                metric=f.metric,
+                target=f.target,
+                condition=f"{f.noise}-frontier",
+                noise=f.noise,
+                frontier=True,
+            )
+            for f in fronts
         )
 
     def _load_baseline(self) -> None:
@@ -635,6 +649,7 @@ class RobustSession:
                 options,
                 cases=cases,
                 selected_by=self.selection.by,
+                frontier=s.frontier,
             )
         except RobustTestError as exc:
             self._errors[key] = f"could not evaluate {self._describe(key)}: {exc}"

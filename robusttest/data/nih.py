@@ -2,7 +2,12 @@
 
 A partial download is the normal case: rows whose image is absent are counted, not an
 error. The shared PNGs are downsampled, so the spacing of the stored image is derived
-from the table's original size and spacing and the stored size.
+from the table's original size and spacing and the stored size: OriginalImagePixelSpacing
+(0.139–0.194 mm, 0.143 mm for 36 % of the rows) × OriginalImage[Width, Height] (2,000–3,056
+pixels) / the stored size; the released 1024² PNGs are squashed to a square, so a 512²
+copy of a 2,500 × 2,048 image at 0.168 mm has 0.820 × 0.672 mm pixels. A row without
+those columns takes the table's median field of view, ``NIH_FIELD_MM``, over the stored
+size (docs/physics.md §2).
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ NIH_LABELS: tuple[str, ...] = (
     "Hernia",
 )
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Median field of view (width, height) in mm of the 112,120 rows of Data_Entry_2017_v2020:
+# OriginalImage[Width] × OriginalImagePixelSpacing[x], and the same for the height.
+NIH_FIELD_MM = (420.0, 353.6)
 _SPLIT_FILES = {"test": "test_list.txt", "train": "train_val_list.txt"}
 
 
@@ -226,6 +234,10 @@ class NIHChestXray14(Dataset):
         sx0, sy0 = _float(meta["original_spacing_x_mm"]), _float(meta["original_spacing_y_mm"])
         sx = sx0 * w0 / width if sx0 and w0 and width else None
         sy = sy0 * h0 / height if sy0 and h0 and height else None
+        if sx is None and width:  # nothing in the table: the dataset's median field
+            sx = NIH_FIELD_MM[0] / width
+        if sy is None and height:
+            sy = NIH_FIELD_MM[1] / height
         return sx, sy
 
     def sample_spacing(self, record: Record, decoded: DecodedImage) -> float | None:

@@ -113,6 +113,7 @@ class _Work:
         self.ids = [s.image_id for s in batch]
         self.spacing = [s.pixel_spacing_mm for s in batch]
         evaluator.spacing_seen.update(sp is not None for sp in self.spacing)
+        evaluator.spacings.update(zip(self.ids, self.spacing, strict=True))
         self.x: torch.Tensor | None = None
         self.truth: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 
@@ -204,6 +205,7 @@ class Evaluator:
         self._context: dict[str, str] = {}
         self.cache_problem: str | None = None  # why the output cache was bypassed, if it was
         self.spacing_seen: set[bool] = set()  # whether each batch's pixel spacing was known
+        self.spacings: dict[str, float | None] = {}  # each image's pixel spacing (mm), if known
 
     def spacing_known(self) -> bool | None:
         """True when every image evaluated had a known pixel spacing, False when none had,
@@ -370,20 +372,28 @@ class Evaluator:
         threads = getattr(self.runner, "threads", None)
         return max(1, threads if threads is not None else torch.get_num_threads())
 
-    def records(self, progress: ProgressFn | None = None) -> Iterator[ImageRecord]:
+    def iter_samples(self) -> Iterator[Sample]:
+        """The dataset's images decoded, under the suite's bad-image policy."""
+        # 'error': every unreadable image is collected, the run goes on, and the
+        # pipeline lists them all and fails the run (one bad file is not all of them)
+        policy: BadImagePolicy = "skip" if self.suite.data.on_bad_image == "skip" else "collect"
+        return self.dataset.iter_samples(workers=self.options.workers, on_bad_image=policy)
+
+    def records(
+        self, progress: ProgressFn | None = None, samples: Sequence[Sample] | None = None
+    ) -> Iterator[ImageRecord]:
         """Stream per-image records, every condition and repeat, in batch order.
 
+        ``samples``: images already decoded (``iter_samples``), for a caller that runs
+        several passes over a small dataset; None decodes them.
         With several lanes, torch runs single-threaded (``torch.set_num_threads(1)``) until
         the stream ends or is closed: work the consumer does between records runs so too.
         """
         opts = self.options
         cache = OutputCache(opts.cache_dir or default_cache_dir()) if opts.cache else None
         try:
-            # 'error': every unreadable image is collected, the run goes on, and the
-            # pipeline lists them all and fails the run (one bad file is not all of them)
-            policy: BadImagePolicy = "skip" if self.suite.data.on_bad_image == "skip" else "collect"
-            samples = self.dataset.iter_samples(workers=opts.workers, on_bad_image=policy)
-            batches = _same_shape_batches(samples, opts.batch_size)
+            images = self.iter_samples() if samples is None else iter(samples)
+            batches = _same_shape_batches(images, opts.batch_size)
             lanes = self.lanes()
             if lanes <= 1:
                 for batch in batches:

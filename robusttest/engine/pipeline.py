@@ -29,12 +29,19 @@ import torch
 from robusttest import __version__, faults
 from robusttest.data import Dataset
 from robusttest.engine.evaluation import EngineOptions, Evaluator, ProgressFn
+from robusttest.engine.frontier import (
+    FRONTIER_SUFFIX,
+    FrontierSearch,
+    frontier_id,
+    plan_frontiers,
+)
 from robusttest.engine.gallery import make_gallery
-from robusttest.engine.loading import prepare
+from robusttest.engine.loading import plan_cases, plan_task, prepare
 from robusttest.engine.summary import adjust_p_values, iter_cases
 from robusttest.errors import DataError, RobustTestError
+from robusttest.gates import CLEAN
 from robusttest.models import ModelRunner
-from robusttest.results import CaseResult, ImageRecord, RunResult
+from robusttest.results import CaseResult, FrontierResult, ImageRecord, RunResult
 from robusttest.suite import Suite
 
 
@@ -183,6 +190,31 @@ def _as_errors(cases: list[CaseResult], why: str) -> list[CaseResult]:
     return [replace(c, verdict="error", message=f"{c.case_id}: not judged: {why}") for c in cases]
 
 
+def _split_selection(
+    suite: Suite, runner: ModelRunner, dataset: Dataset, cases: Collection[str] | None
+) -> tuple[list[str] | None, set[str] | None]:
+    """A selection's grid case ids to evaluate, and the frontier ids it names.
+
+    A selected frontier is searched on its own levels, paired with the clean pass of its
+    (metric, target): that clean case is evaluated (not judged) when the selection lacks it.
+    (None, None): no selection, the whole grid.
+    """
+    if cases is None:
+        return None, None
+    if isinstance(cases, str):
+        cases = [cases]
+    fronts = {c for c in cases if c.endswith(FRONTIER_SUFFIX)}
+    ids = [c for c in cases if c not in fronts]
+    if fronts:
+        grid = plan_cases(suite, plan_task(suite, runner, dataset))
+        families = {spec.name for spec in suite.noise}
+        for c in grid:
+            paired = any(frontier_id(c.target, c.metric, n) in fronts for n in families)
+            if c.condition == CLEAN and paired and c.case_id not in ids:
+                ids.append(c.case_id)
+    return ids, fronts
+
+
 def evaluate(
     runner: ModelRunner,
     suite: Suite,
@@ -191,12 +223,18 @@ def evaluate(
     *,
     cases: Collection[str] | None = None,
     selected_by: str | None = None,
+    frontier: bool = False,
 ) -> RunResult:
     """Evaluate an already loaded model on an opened dataset.
 
     ``cases``: the ids of the grid's cases to evaluate and judge (None: the whole grid);
     only their conditions are computed. ``selected_by``: how they were chosen, in words
-    (e.g. ``pytest -m quantum``), recorded with them in ``provenance["selection"]``.
+    (e.g. ``pytest -m quantum``), recorded with them in ``provenance["selection"]``;
+    they may name failure frontiers (``lungs-dice[gaussian-frontier]``), and then only the
+    frontiers named are searched.
+
+    Failure frontiers (``engine.frontier``) are searched for those the suite's
+    ``frontier:`` asks for, and with ``frontier`` for every gated (metric, target, family).
 
     Ctrl-C during the evaluation, the statistics or the gallery, and bad input met on the
     way (an unreadable image, a model output with NaN), end in a RunResult that keeps
@@ -206,7 +244,9 @@ def evaluate(
     options = options or EngineOptions()
     started = _now()
     t0 = time.perf_counter()
-    ev = Evaluator(runner, dataset, suite, options, cases=cases)
+    grid_ids, frontier_ids = _split_selection(suite, runner, dataset, cases)
+    cases_set = set(cases or ())
+    ev = Evaluator(runner, dataset, suite, options, cases=grid_ids)
     update, close = _progress_bar(len(dataset), options.progress, f"{suite.name}")
     stop = _Stop()
     records: list[ImageRecord] = []
@@ -245,7 +285,7 @@ def evaluate(
 
     # An interrupt before any image finished leaves nothing to judge: no cases, and the
     # report says "incomplete: 0 images" rather than failing gates on n = 0.
-    judged = [c.case_id for c in ev.cases]
+    judged = [c.case_id for c in ev.cases if frontier_ids is None or c.case_id in cases_set]
     results: list[CaseResult] = []
     if records:
         try:
@@ -274,6 +314,26 @@ def evaluate(
         except RobustTestError as exc:
             stop.fail("gallery", str(exc))
             errors.append(str(exc))
+    frontiers: list[FrontierResult] = []
+    targets = [*ev.plan.case_targets, *(f"{a}-vs-{b}" for a, b in ev.plan.pairwise)]
+    wanted = plan_frontiers(suite, targets, every=frontier) if records else []
+    if frontier_ids is not None:  # a selection: only the frontiers it names
+        wanted = [f for f in wanted if f.frontier_id in frontier_ids]
+    search_facts: dict[str, Any] = {}
+    if wanted and not stop.stopped and problem is None:
+        search = FrontierSearch(ev, records)
+        try:
+            for spec in wanted:
+                frontiers.append(search.search(spec))
+        except KeyboardInterrupt:  # the frontiers finished so far stay
+            stop.interrupt("frontier")
+        except RobustTestError as exc:
+            stop.fail("frontier", str(exc))
+            errors.append(str(exc))
+        search_facts = {
+            "seconds_frontier": round(search.seconds, 3),
+            "frontier_evaluations": search.evaluations,
+        }
     provenance = {
         "robusttest_version": __version__,
         "model": {
@@ -290,6 +350,7 @@ def evaluate(
             "skipped": [list(x) for x in dataset.skipped],
             "unreadable": [list(x) for x in dataset.unreadable],
             "bit_depths": dict(sorted(dataset.bit_depths.items())),
+            "pixel_spacing_mm": spacing_summary(ev.spacings),
             "describe": _jsonable(dataset.describe()),
         },
         "selection": {
@@ -326,6 +387,7 @@ def evaluate(
         "warnings": warnings_,
         "interrupted": stop.interrupted,
         "stopped_in": stop.phase,
+        **search_facts,
     }
     return RunResult(
         cases=tuple(results),
@@ -334,7 +396,21 @@ def evaluate(
         run=run_info,
         gallery=tuple(gallery),
         completed=not stop.stopped,
+        frontiers=tuple(frontiers),
     )
+
+
+def spacing_summary(spacings: Mapping[str, float | None]) -> dict[str, Any]:
+    """How many images had a known pixel spacing (from the data: DICOM tags, a manifest
+    column, an adapter's table or detector) and its range; the physical noise families
+    count photons per pixel from it, and µGy frontiers need it known."""
+    known = sorted(float(v) for v in spacings.values() if v is not None)
+    out: dict[str, Any] = {"known": len(known), "unknown": len(spacings) - len(known)}
+    if known:
+        mid = len(known) // 2
+        median = known[mid] if len(known) % 2 else (known[mid - 1] + known[mid]) / 2
+        out.update(min=known[0], median=median, max=known[-1])
+    return out
 
 
 def _jsonable(x: Any) -> Any:
@@ -369,6 +445,7 @@ def run(
     gallery: int = 2,
     lanes: int | None = None,
     cases: Collection[str] | None = None,
+    frontier: bool = False,
 ) -> RunResult:
     """Evaluate ``model`` under ``suite`` (default: chosen from the model card's task).
 
@@ -376,6 +453,7 @@ def run(
     run at once (default: see ``Evaluator.lanes``). Neither changes a number. ``cases``:
     evaluate and judge only these case ids of the grid (their numbers are those of the
     whole grid's run, except the Holm adjustment, which spans the cases judged).
+    ``frontier``: search every gated case's failure frontier (``RunResult.frontiers``).
 
     >>> result = robusttest.run("fixtures/models/lungs_tinyunet.onnx")  # doctest: +SKIP
     >>> result.passed, result.counts()                                  # doctest: +SKIP
@@ -402,4 +480,4 @@ def run(
         lanes=lanes,
     )
     by = "robusttest.run(cases=...)" if cases is not None else None
-    return evaluate(runner, s, dataset, options, cases=cases, selected_by=by)
+    return evaluate(runner, s, dataset, options, cases=cases, selected_by=by, frontier=frontier)

@@ -119,32 +119,9 @@ def iter_cases(
     uninformative: dict[tuple[str, str], str | None] = {}
     for cs in specs:
         K = 1 if cs.condition == CLEAN else suite.repeats
-        boot_kw: dict[str, Any] = {
-            "n_resamples": suite.resamples,
-            "seed": suite.seed,
-            "ci": suite.ci,
-        }
-        p_value: float | None = None
-        test: str | None = None
         metric = M.get_metric(cs.metric)
         hib = metric.higher_is_better
-        if isinstance(metric, M.SegmentationMetric):
-            key = f"{cs.metric}/{cs.target}"
-            ids, pids, clean = by_cond.arrays(key, CLEAN, 1)
-            c_ids, _, noisy_m = by_cond.arrays(key, cs.condition, K)
-            order = {i: n for n, i in enumerate(c_ids)}
-            noisy = S.average_repeats(noisy_m[[order[i] for i in ids]])
-            cvec = clean[:, 0]
-            boot = S.paired_bootstrap(cvec, noisy, pids, higher_is_better=hib, **boot_kw)
-            if cs.condition != CLEAN:
-                # on patient means: the unit the bootstrap resamples
-                w = S.wilcoxon_paired(cvec, noisy, pids)
-                p_value, test = w.p_value, "wilcoxon"
-        else:
-            cls_metric = M.classification_metric(cs.metric)
-            boot, p_value, test = _set_case(
-                cls_metric, by_cond, cs, pairs.get(cs.target), K, boot_kw
-            )
+        boot, p_value, test = case_bootstrap(by_cond, suite, cs, pairs.get(cs.target))
         judged = judge_case(
             cs.gate, boot, metric=cs.metric, target=cs.target, condition=cs.condition
         )
@@ -204,6 +181,38 @@ def iter_cases(
             )
         )
         yield results[-1]
+
+
+def case_bootstrap(
+    by_cond: _ByCondition,
+    suite: Suite,
+    cs: CaseSpec,
+    pair: tuple[str, str] | None = None,
+) -> tuple[S.BootstrapResult, float | None, str | None]:
+    """One case's paired patient bootstrap, and its paired test (p-value, name) when the
+    case is noisy. ``pair``: (positive, negative) when the target is a pairwise task."""
+    K = 1 if cs.condition == CLEAN else suite.repeats
+    boot_kw: dict[str, Any] = {
+        "n_resamples": suite.resamples,
+        "seed": suite.seed,
+        "ci": suite.ci,
+    }
+    metric = M.get_metric(cs.metric)
+    if isinstance(metric, M.SegmentationMetric):
+        key = f"{cs.metric}/{cs.target}"
+        ids, pids, clean = by_cond.arrays(key, CLEAN, 1)
+        c_ids, _, noisy_m = by_cond.arrays(key, cs.condition, K)
+        order = {i: n for n, i in enumerate(c_ids)}
+        noisy = S.average_repeats(noisy_m[[order[i] for i in ids]])
+        cvec = clean[:, 0]
+        boot = S.paired_bootstrap(
+            cvec, noisy, pids, higher_is_better=metric.higher_is_better, **boot_kw
+        )
+        if cs.condition == CLEAN:
+            return boot, None, None
+        w = S.wilcoxon_paired(cvec, noisy, pids)  # on patient means: the bootstrap's unit
+        return boot, w.p_value, "wilcoxon"
+    return _set_case(M.classification_metric(cs.metric), by_cond, cs, pair, K, boot_kw)
 
 
 def adjust_p_values(results: list[CaseResult]) -> list[CaseResult]:

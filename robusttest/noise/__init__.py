@@ -36,6 +36,7 @@ from robusttest.noise.physics import (
     PHOTONS_PER_MM2,
     PHOTONS_PER_MM2_PER_UGY,
     REFERENCE_SPACING_MM,
+    reference_kerma_ugy,
     resolve_spacing,
 )
 from robusttest.noise.sampling import (
@@ -90,6 +91,7 @@ __all__ = [
     "iter_families",
     "ladder",
     "noise_seed",
+    "reference_kerma_ugy",
     "register_noise",
     "resolve_spacing",
     "sample_binomial",

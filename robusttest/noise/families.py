@@ -26,6 +26,7 @@ from robusttest.noise.physics import (
     REFERENCE_SPACING_MM,
     _expected_counts,
     _full_dose_counts,
+    reference_kerma_ugy,
 )
 from robusttest.noise.sampling import (
     NORMAL_APPROX_MIN_VAR,
@@ -50,6 +51,13 @@ class NoiseFamily(abc.ABC):
     ladders: ClassVar[dict[str, tuple[float, ...]]]
     defaults: ClassVar[dict[str, ParamValue]] = {}
     higher_is_worse: ClassVar[bool] = True  # False when a smaller level is more severe
+    # The failure frontier (robusttest.engine.frontier) searches the levels from the mildest
+    # to the most severe of ``frontier_range`` (None: the span of the family's ladders), on
+    # the level's logarithm when ``frontier_log`` (a dose, a rate, a noise SD over decades).
+    frontier_range: ClassVar[tuple[float, float] | None] = None
+    frontier_log: ClassVar[bool] = False
+    # Other keys a suite may give the levels in, each with its unit (``level_from``).
+    level_units: ClassVar[dict[str, str]] = {}
 
     @abc.abstractmethod
     def check_level(self, level: float) -> float:
@@ -90,6 +98,24 @@ class NoiseFamily(abc.ABC):
 
     def slug(self, level: float) -> str:
         return f"{self.name}-{self.level_param}{_level_key(level)}"
+
+    def search_range(self) -> tuple[float, float]:
+        """(mildest, most severe) level the failure frontier searches."""
+        if self.frontier_range is not None:
+            return self.frontier_range
+        levels = [lv for ladder in self.ladders.values() for lv in ladder]
+        if not levels:
+            raise ConfigError(f"{self.name}: no ladder and no frontier_range to search")
+        lo, hi = min(levels), max(levels)
+        return (lo, hi) if self.higher_is_worse else (hi, lo)
+
+    def level_from(self, key: str, value: float, params: Mapping[str, ParamValue]) -> float:
+        """The level of a value given in one of ``level_units`` (ConfigError otherwise)."""
+        raise ConfigError(f"{self.name}: {key} is not a unit of its levels")
+
+    def level_in(self, key: str, level: float, params: Mapping[str, ParamValue]) -> float | None:
+        """``level`` in the unit ``key`` of ``level_units``; None where it has no meaning."""
+        return None
 
 
 # --- registry --------------------------------------------------------------------------------
@@ -282,9 +308,37 @@ class Quantum(_CountDomain):
         "stress": (0.01, 0.005, 0.002, 0.001),
     }
     higher_is_worse = False
+    # down to 10⁻⁷ of the reference dose: a few photons per pixel even at 1.6 mm pixels
+    frontier_range = (1.0, 1e-7)
+    frontier_log = True
+    level_units: ClassVar[dict[str, str]] = {
+        "dose_uGy": "detector air kerma behind the lung in µGy; dose = kerma / the "
+        "reference kerma (2.5 µGy with the default detector)"
+    }
 
     def check_level(self, level: float) -> float:
         return check_range("quantum.dose", level, 0.0, 1.0, low_open=True)
+
+    def level_from(self, key: str, value: float, params: Mapping[str, ParamValue]) -> float:
+        if key != "dose_uGy":
+            return super().level_from(key, value, params)
+        ref = reference_kerma_ugy(params)
+        if ref is None:
+            raise ConfigError(
+                "dose_uGy needs the detector's photons_per_mm2; with n0 set the counts per "
+                "pixel are given directly, so give the levels as dose fractions"
+            )
+        kerma = check_range("quantum.dose_uGy", value, 0.0, None, low_open=True)
+        if kerma > ref * (1 + 1e-12):
+            raise ConfigError(
+                f"quantum.dose_uGy: {value:g} µGy is above the reference exposure "
+                f"{ref:g} µGy (quantum reduces the dose; give at most {ref:g})"
+            )
+        return min(1.0, kerma / ref)
+
+    def level_in(self, key: str, level: float, params: Mapping[str, ParamValue]) -> float | None:
+        ref = reference_kerma_ugy(params) if key == "dose_uGy" else None
+        return None if ref is None else level * ref
 
     def is_identity(self, level: float, params: Mapping[str, ParamValue]) -> bool:
         return (
@@ -312,6 +366,8 @@ class Electronic(_CountDomain):
         "default": (5.0, 10.0, 20.0, 50.0, 100.0),
         "stress": (200.0, 500.0),
     }
+    frontier_range = (1.0, 1e5)
+    frontier_log = True
 
     def check_level(self, level: float) -> float:
         return check_range("electronic.sigma_e", level, 0.0, None)
@@ -340,6 +396,7 @@ class Gaussian(NoiseFamily):
         "default": (0.04, 0.08, 0.12, 0.18, 0.26),
         "stress": (0.35, 0.5),
     }
+    frontier_range = (0.0, 1.0)
 
     def check_level(self, level: float) -> float:
         return check_range("gaussian.sigma", level, 0.0, 1.0)
@@ -375,6 +432,8 @@ class ImagePoisson(NoiseFamily):
         "stress": (2.0, 1.0),
     }
     higher_is_worse = False
+    frontier_range = (1e4, 0.1)
+    frontier_log = True
 
     def check_level(self, level: float) -> float:
         return check_range("poisson.rate", level, 0.0, None, low_open=True)

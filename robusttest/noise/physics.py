@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,20 @@ def resolve_spacing(
         else:
             out.append(check_range("pixel_spacing_mm", v, 0.0, 100.0, low_open=True))
     return out
+
+
+def reference_kerma_ugy(params: Mapping[str, Any]) -> float | None:
+    """The detector air kerma behind the lung (µGy) of the full dose, for a count-domain
+    family's parameters: the lung fluence photons_per_mm2·exp(−ℓ_max·P_LUNG) over
+    PHOTONS_PER_MM2_PER_UGY (DETECTOR_KERMA_UGY = 2.5 µGy with the defaults). None when
+    ``n0`` sets the counts per pixel directly (no fluence, so no kerma)."""
+    if float(params.get("n0", 0.0) or 0.0) > 0:
+        return None
+    fluence = float(params.get("photons_per_mm2", PHOTONS_PER_MM2))
+    lmax = float(params.get("lmax", LMAX))
+    if fluence == PHOTONS_PER_MM2 and lmax == LMAX:
+        return DETECTOR_KERMA_UGY  # exactly: dose = kerma / 2.5 without rounding
+    return fluence * math.exp(-lmax * P_LUNG) / PHOTONS_PER_MM2_PER_UGY
 
 
 def _expected_counts(x: torch.Tensor, n0: torch.Tensor, lmax: float) -> torch.Tensor:

@@ -208,7 +208,7 @@ def run_state(result: RunResult) -> RunState:
         return "error"
     if not result.completed:
         return "incomplete"
-    return "failed" if result.failed else "passed"
+    return "failed" if result.failed or result.failed_frontiers else "passed"
 
 
 def mark_interrupted(result: RunResult, phase: str) -> RunResult:
@@ -254,6 +254,9 @@ def summary_line(result: RunResult) -> str:
     skipped = list(dict.fromkeys(t for _, t, _ in result.not_evaluated()))
     if skipped:
         line += f"; not evaluated: {', '.join(skipped)}"
+    if result.frontiers:
+        fails = len(result.failed_frontiers)
+        line += f"; {len(result.frontiers)} frontiers" + (f" ({fails} failed)" if fails else "")
     n = len({r.image_id for r in result.records})
     state = run_state(result)
     if state == "interrupted":

@@ -33,7 +33,7 @@ from robusttest.report.base import (
 from robusttest.report.css import CSS, PRINT_CSS
 from robusttest.report.numbers import plain_level, plain_number
 from robusttest.report.plots import Series, curve_svg
-from robusttest.results import CaseResult, GalleryItem, RunResult
+from robusttest.results import CaseResult, FrontierResult, GalleryItem, RunResult
 
 VERDICT_TEXT = {
     "pass": ("✓", "pass"),
@@ -181,7 +181,7 @@ def _banner(result: RunResult) -> str:
             word = "ERROR"
     elif errors or counts["error"]:
         state, word, sym = "failed", "ERROR", "!"
-    elif failed:
+    elif failed or result.failed_frontiers:
         state, word, sym = "failed", "FAILED", "✗"
     else:
         state, word, sym = "passed", "PASSED", "✓"
@@ -220,6 +220,17 @@ def _banner(result: RunResult) -> str:
             lines.append(
                 f"<li>{_badge(c.verdict)} <code>{_e(c.suite)}</code> / <code>{_e(c.case_id)}</code>"
                 f": {_e(c.message)}" + (f" <i>({_e(c.reason)})</i>" if c.reason else "") + "</li>"
+            )
+        lines.append("</ul>")
+    if result.failed_frontiers:
+        fronts = result.failed_frontiers
+        lines.append(
+            f'<h2 class="failed-h">Failed frontiers ({len(fronts)})</h2><ul class="failed">'
+        )
+        for f in fronts:
+            lines.append(
+                f"<li>{_badge(f.verdict)} <code>{_e(f.suite)}</code> / "
+                f"<code>{_e(f.frontier_id)}</code>: {_e(f.message)}</li>"
             )
         lines.append("</ul>")
     lines.append("</section>")
@@ -472,7 +483,9 @@ def _gallery(
     return "\n".join(out)
 
 
-def _curves(task_idx: int, cases: Sequence[CaseResult]) -> str:
+def _curves(
+    task_idx: int, cases: Sequence[CaseResult], frontiers: Sequence[FrontierResult] = ()
+) -> str:
     figs = []
     for k, (target, metric, pcases) in enumerate(_panels(cases)):
         baseline, series = _series(pcases)
@@ -486,6 +499,7 @@ def _curves(task_idx: int, cases: Sequence[CaseResult]) -> str:
             series,
             fig_id=f"t{task_idx}f{k}",
             unit=unit_of(pcases[0]),
+            frontiers=[f for f in frontiers if f.target == target and f.metric == metric],
         )
         figs.append(f'<figure class="plot">{svg}</figure>')
     if not figs:
@@ -493,8 +507,9 @@ def _curves(task_idx: int, cases: Sequence[CaseResult]) -> str:
     return (
         "<h3>Degradation curves</h3>"
         "<p class=\"muted\">Metric against severity step (each family's levels in the suite's "
-        "order, labelled under the axis); shaded: CI of the noisy metric; ✗ marks a failed gate."
-        f'</p><div class="plots">{"".join(figs)}</div>'
+        "order, labelled under the axis); shaded: CI of the noisy metric; ✗ marks a failed gate"
+        + ("; dotted: a family's failure frontier, its CI a light band" if frontiers else "")
+        + f'.</p><div class="plots">{"".join(figs)}</div>'
     )
 
 
@@ -523,8 +538,57 @@ def _uninformative(result: RunResult) -> str:
     )
 
 
+def _frontier_table(frontiers: Sequence[FrontierResult]) -> str:
+    """One row per failure frontier: where its gate starts to fail, with the CI."""
+    if not frontiers:
+        return ""
+    rows = []
+    for f in frontiers:
+        where = "not reached" if not f.reached else plain_number(f.level or 0.0, 4)
+        ci = (
+            f"[{_fl(f.ci_low)}, {_fl(f.ci_high)}]"
+            if f.reached and (f.ci_low is not None or f.ci_high is not None)
+            else "—"
+        )
+        dose = (
+            f"{plain_number(f.dose_uGy, 3)} [{_fl(f.ci_low_uGy)}, {_fl(f.ci_high_uGy)}]"
+            if f.dose_uGy is not None
+            else "—"
+        )
+        need = "—"
+        if f.min_level is not None:
+            need = f"{'≥' if f.higher_is_worse else '≤'} {plain_level(f.min_level)}"
+        rows.append(
+            f'<tr class="r-{_e(f.verdict)}" title="{_e(f.message)}">'
+            f'<td class="case"><code>{_e(f.frontier_id)}</code></td>'
+            f"<td>{_e(f.gate)} {_e(plain_level(f.limit))} (on {_e(f.on)})</td>"
+            f"<td>{_e(f.level_param)}</td>"
+            f'<td class="num">{_e(where)}</td><td class="num">{_e(ci)}</td>'
+            f'<td class="num">{_e(dose)}</td>'
+            f'<td class="num">{f.evaluations}</td><td>{_e(need)}</td>'
+            f"<td>{_badge(f.verdict)}</td></tr>"
+        )
+    return (
+        "<h3>Failure frontiers</h3>"
+        '<p class="muted">The level at which each gate starts to fail, searched between and '
+        "beyond the ladder's levels on the same images, with the patient-bootstrap CI of the "
+        "crossing; µGy: detector air kerma (quantum, known pixel spacing); evaluations: levels "
+        "evaluated beyond the suite's own.</p>"
+        '<div class="scroll"><table class="cases"><thead><tr>'
+        "<th>Frontier</th><th>Gate</th><th>Level</th><th>Gate fails from</th>"
+        f"<th>{_e(f'{frontiers[0].ci:.0%} CI of the crossing')}</th>"
+        "<th>µGy [CI]</th><th>Evaluations</th><th>Required</th><th>Verdict</th>"
+        "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
+    )
+
+
+def _fl(x: float | None) -> str:
+    return "beyond" if x is None else plain_number(x, 3)
+
+
 def _task_section(idx: int, task: str, result: RunResult) -> str:
     cases = [c for c in result.cases if c.suite == task]
+    fronts = [f for f in result.frontiers if f.suite == task]
     items = [g for g in result.gallery if g.suite == task]
     counts = {v: sum(1 for c in cases if c.verdict == v) for v in VERDICT_TEXT}
     summary = " · ".join(f"{counts[v]} {VERDICT_TEXT[v][1]}" for v in VERDICT_TEXT if counts[v])
@@ -533,7 +597,8 @@ def _task_section(idx: int, task: str, result: RunResult) -> str:
         [
             f'<section class="task" id="task-{idx}">',
             f'<h2>Task <code>{_e(task)}</code> <span class="muted">{_e(summary)}</span></h2>',
-            _curves(idx, cases),
+            _curves(idx, cases, fronts),
+            _frontier_table(fronts),
             "<h3>Heat map of the grid</h3>" + _heatmap(cases) if cases else "",
             "<h3>Cases</h3>" + tables if cases else "",
             _gallery(items, _conditions(cases, items), cases),
@@ -584,6 +649,7 @@ def _provenance_one(prov: Mapping[str, Any]) -> str:
         ("data adapter", _value(data.get("adapter"))),
         ("data manifest hash", f"<code>{_value(data.get('manifest_hash'))}</code>"),
         ("images evaluated", _value(data.get("n_images"))),
+        *_spacing_row(data.get("pixel_spacing_mm")),
         (
             "images skipped",
             f"{len(skipped)}"
@@ -610,6 +676,22 @@ def _provenance_one(prov: Mapping[str, Any]) -> str:
             f"<details><summary>data description</summary>{_json_pre(data['describe'])}</details>"
         )
     return _kv_table(rows) + "".join(extra)
+
+
+def _spacing_row(sp: Any) -> list[tuple[str, str]]:
+    """The pixel spacing the physical noise used: how many images knew theirs, and its range."""
+    if not isinstance(sp, Mapping) or not isinstance(sp.get("known"), int):
+        return []
+    known, unknown = sp["known"], int(sp.get("unknown") or 0)
+    text = f"known for {known} of {known + unknown} images"
+    if known and isinstance(sp.get("median"), (int, float)):
+        text += (
+            f": median {plain_number(float(sp['median']), 3)} mm "
+            f"(range {plain_number(float(sp['min']), 3)}–{plain_number(float(sp['max']), 3)})"
+        )
+    if unknown:
+        text += "; the others assumed a 430 mm field of view"
+    return [("pixel spacing", _e(text))]
 
 
 def _provenance(prov: Mapping[str, Any]) -> str:
@@ -695,7 +777,8 @@ def render_html(result: RunResult, *, rendered_at: str | None = None) -> str:
         + ' <a href="#provenance">provenance</a> <a href="#run">run</a>'
     )
     title = _title(result)
-    state = "INCOMPLETE" if not result.completed else ("FAILED" if result.failed else "PASSED")
+    failed = result.failed or result.failed_frontiers
+    state = "INCOMPLETE" if not result.completed else ("FAILED" if failed else "PASSED")
     body = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

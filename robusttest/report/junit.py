@@ -25,7 +25,7 @@ from robusttest.report.base import (
     summary_line,
     unit_of,
 )
-from robusttest.results import CaseResult, RunResult
+from robusttest.results import CaseResult, FrontierResult, RunResult
 
 RUN_TESTCASE = "robusttest-run"  # the error testcase of a run interrupted or in error
 GATE_FAILURE_TYPE = "robusttest.GateFailure"
@@ -102,20 +102,26 @@ class JUnitRenderer(Renderer):
         by_suite: dict[str, list[CaseResult]] = {}
         for c in result.cases:
             by_suite.setdefault(c.suite, []).append(c)
+        fronts: dict[str, list[FrontierResult]] = {}
+        for f in result.frontiers:
+            fronts.setdefault(f.suite, []).append(f)
+            by_suite.setdefault(f.suite, [])
         state = run_state(result)
         problem = state == "interrupted" or bool(run_errors(result)) or not result.completed
         if problem and not by_suite:  # nothing finished: the run's own testsuite
             by_suite[_suite_name(result)] = []
         for i, (name, cases) in enumerate(by_suite.items()):
             extra = problem and i == 0  # one error testcase says why, in the first suite
-            failures = sum(c.verdict == "fail" for c in cases)
-            errors = sum(c.verdict == "error" for c in cases)
-            skipped = sum(c.verdict == UNINFORMATIVE for c in cases)
+            fs = fronts.get(name, [])
+            verdicts = [c.verdict for c in cases] + [f.verdict for f in fs]
+            failures = verdicts.count("fail")
+            errors = verdicts.count("error")
+            skipped = verdicts.count(UNINFORMATIVE)
             ts = ET.SubElement(
                 suites,
                 "testsuite",
                 name=f"robusttest.{name}",
-                tests=str(len(cases) + extra),
+                tests=str(len(verdicts) + extra),
                 failures=str(failures),
                 errors=str(errors + extra),
                 skipped=str(skipped),
@@ -142,6 +148,21 @@ class JUnitRenderer(Renderer):
                     el.text = c.message
                 elif c.verdict == UNINFORMATIVE:  # reported apart: not a pass, not a failure
                     ET.SubElement(tc, "skipped", message=c.message.split("\n")[0])
+            for f in fs:  # a failure frontier: its numbers, failing when its requirement does
+                tc = ET.SubElement(
+                    ts, "testcase", classname=f"robusttest.{name}", name=f.frontier_id
+                )
+                cp = ET.SubElement(tc, "properties")
+                for k, v in f.properties().items():
+                    ET.SubElement(cp, "property", name=k, value=v)
+                if f.verdict in FAILING:
+                    tag, kind = (
+                        ("failure", GATE_FAILURE_TYPE)
+                        if f.verdict == "fail"
+                        else ("error", CASE_ERROR_TYPE)
+                    )
+                    el = ET.SubElement(tc, tag, message=f.message, type=kind)
+                    el.text = f.message
             if extra:
                 lines = [summary_line(result), *run_errors(result)]
                 tc = ET.SubElement(

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from robusttest.report.numbers import plain_level
-from robusttest.results import CaseResult
+from robusttest.report.numbers import plain_level, plain_number
+from robusttest.results import CaseResult, FrontierResult
 
 # Okabe–Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -72,6 +72,72 @@ def dodge(i: int, n: int) -> float:
     return (i - (n - 1) / 2) * DODGE
 
 
+def _severity(front: FrontierResult, level: float) -> float:
+    """The frontier's search axis, increasing with the noise (as engine.frontier's)."""
+    x = math.log(level) if front.log_axis else level
+    return x if front.higher_is_worse else -x
+
+
+def frontier_x(
+    front: FrontierResult, levels: Sequence[float | None]
+) -> tuple[float | None, float | None, float | None]:
+    """Where the frontier's level and its CI ends fall on a curve whose x = k is the k-th
+    of ``levels`` and x = 0 the clean baseline: interpolated on the frontier's own axis
+    between the steps around it; None where a value is missing. A level beyond the last
+    step is drawn just after it, one milder than the first step (with no clean level to
+    anchor it) just before it."""
+    knots: list[tuple[float, float]] = []
+    for p in front.points:
+        if p.source == "clean" and (p.level > 0 or not front.log_axis):
+            knots.append((_severity(front, p.level), 0.0))
+            break
+    for k, lv in enumerate(levels, start=1):
+        if lv is not None and (lv > 0 or not front.log_axis):
+            knots.append((_severity(front, lv), float(k)))
+    knots.sort()
+    if not knots:
+        return None, None, None
+    ks = [k for k, _ in knots]
+    xs = [x for _, x in knots]
+
+    def at(level: float | None) -> float | None:
+        if level is None or (front.log_axis and level <= 0):
+            return None
+        sv = _severity(front, level)
+        if sv > ks[-1]:
+            return xs[-1] + 0.25
+        if sv < ks[0]:
+            return max(xs[0] - 0.5, 0.0)
+        import numpy as np
+
+        return float(np.interp(sv, ks, xs))
+
+    lo, hi = at(front.ci_low), at(front.ci_high)
+    if front.ci_low is not None or front.ci_high is not None:  # an open end: the curve's edge
+        beyond = xs[-1] + 0.25
+        lo = beyond if lo is None and not front.higher_is_worse else lo
+        hi = beyond if hi is None and front.higher_is_worse else hi
+    return at(front.level), lo, hi
+
+
+def frontier_label(front: FrontierResult) -> str:
+    """``gaussian frontier: sigma 0.159 [0.159, 0.181]`` (the legend's words)."""
+    if not front.reached:
+        return (
+            f"{front.noise} frontier: not reached (holds to {plain_level(front.search_range[1])})"
+        )
+
+    def n(x: float | None) -> str:
+        return "beyond" if x is None else plain_number(x, 3)
+
+    text = f"{front.noise} frontier: {front.level_param} {n(front.level)}"
+    if front.ci_low is not None or front.ci_high is not None:
+        text += f" [{n(front.ci_low)}, {n(front.ci_high)}]"
+    if front.dose_uGy is not None:
+        text += f" = {plain_number(front.dose_uGy, 3)} µGy"
+    return text
+
+
 def curve_svg(
     title: str,
     metric: str,
@@ -80,13 +146,15 @@ def curve_svg(
     series: Sequence[Series],
     fig_id: str,
     unit: str = "",
+    frontiers: Sequence[FrontierResult] = (),
 ) -> str:
     """SVG markup of one metric against severity step, one line per noise family.
 
     x = 0 is the clean baseline, x = k the k-th level of each family, each family offset a
     little sideways (``dodge``) so equal curves stay visible; the band is the CI of the
     noisy metric; failed gates get a cross so they read without colour. ``unit`` labels the
-    y axis ("" for a fraction).
+    y axis ("" for a fraction). Each family's failure frontier (``frontiers``) is a dotted
+    vertical line where its gate starts to fail, its CI a light band around it.
     """
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -102,7 +170,10 @@ def curve_svg(
     if not (_finite(c_lo) and _finite(c_hi)):
         c_lo = c_hi = clean
     with matplotlib.rc_context(cast(Any, _RC)):  # its stub wants Literal keys
-        fig = Figure(figsize=(4.6, 3.1 + 0.12 * max(0, len(series) - 1)), dpi=100)
+        marked = [f for f in frontiers if any(f.noise == s.noise for s in series)]
+        # frontier legends are long: the legend then goes under the axes
+        below = 0.16 * (len(series) + len(marked) + 2) if marked else 0.0
+        fig = Figure(figsize=(4.6, 3.1 + 0.12 * max(0, len(series) - 1) + below), dpi=100)
         FigureCanvasAgg(fig)  # explicit non-GUI canvas: never touches pyplot's backend
         ax = fig.add_subplot(1, 1, 1)
         handles: list[Line2D] = []
@@ -132,6 +203,22 @@ def curve_svg(
                 for c in s.cases
                 if c.verdict in ("fail", "error")
             ]
+            front = next((f for f in frontiers if f.noise == s.noise), None)
+            if front is not None:
+                fx0, flo, fhi = frontier_x(front, [c.level for c in s.cases])
+                if front.reached and fx0 is not None:
+                    if flo is not None and fhi is not None:
+                        ax.axvspan(flo + dx, fhi + dx, color=colour, alpha=0.10, linewidth=0)
+                    ax.axvline(fx0 + dx, color=colour, linestyle=":", linewidth=1.4)
+                handles.append(
+                    Line2D(
+                        [],
+                        [],
+                        color=colour,
+                        linestyle=":" if front.reached else "none",
+                        label=_mpl_text(frontier_label(front)),
+                    )
+                )
             if fx:
                 any_fail = True
                 ax.plot(
@@ -189,7 +276,17 @@ def curve_svg(
         ax.set_title(_mpl_text(title), fontsize=9, loc="left")
         ax.ticklabel_format(axis="y", style="plain", useOffset=False)  # no "1e-5" / "+0.9"
         ax.grid(True, axis="y", color="#dddddd", linewidth=0.6)
-        ax.legend(handles=handles, fontsize=7, frameon=False, loc="best")
+        if marked:
+            ax.legend(
+                handles=handles,
+                fontsize=7,
+                frameon=False,
+                loc="upper left",
+                bbox_to_anchor=(0.0, -0.28),
+                borderaxespad=0.0,
+            )
+        else:
+            ax.legend(handles=handles, fontsize=7, frameon=False, loc="best")
         fig.tight_layout(pad=0.4)
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -104,7 +104,10 @@ class BootstrapResult:
     a fraction of |clean| (for ``max_relative_drop`` gates), from the same resamples.
     ``n``: images used; ``n_groups``: patients; ``n_excluded``: image pairs dropped for
     a NaN in either arm; ``n_skipped``: resamples without both classes (AUROC only).
-    ``reason``: set when the CI (or estimate) is NaN.
+    ``reason``: set when the CI (or estimate) is NaN. ``replicates``: (clean, noisy) of
+    every resample in draw order, NaN where one could not be scored: the same seed and
+    patients draw the same resamples at every noise level, so a statistic of several
+    levels (the failure frontier) is bootstrapped with the same patient weights at each.
     """
 
     estimate: float
@@ -127,6 +130,9 @@ class BootstrapResult:
     n_skipped: int = 0
     n_excluded: int = 0
     reason: str | None = None
+    replicates: tuple[FloatArray, FloatArray] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 class _Setup(NamedTuple):
@@ -186,8 +192,10 @@ def _from_resamples(
     n_groups: int,
     n_skipped: int = 0,
     reason: str | None = None,
+    replicates: tuple[FloatArray, FloatArray] | None = None,
 ) -> BootstrapResult:
-    """Point estimates plus percentile CIs of drop, noisy value and relative drop."""
+    """Point estimates plus percentile CIs of drop, noisy value and relative drop;
+    ``replicates``: every resample's (clean, noisy), unfiltered (see BootstrapResult)."""
     estimate = sign * (clean - noisy)
     drops = sign * (clean_b - noisy_b)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -216,6 +224,7 @@ def _from_resamples(
         n_skipped=n_skipped,
         n_excluded=setup.n_excluded,
         reason=reason,
+        replicates=replicates,
     )
 
 
@@ -282,15 +291,17 @@ def paired_bootstrap(
     )
     parts = [w @ table for w in _count_chunks(seed, n_groups, n_resamples, 3)]
     sums = np.concatenate(parts, axis=0)
+    clean_b, noisy_b = sums[:, 0] / sums[:, 2], sums[:, 1] / sums[:, 2]
     return _from_resamples(
         setup,
         clean=clean_mean,
         noisy=noisy_mean,
-        clean_b=sums[:, 0] / sums[:, 2],
-        noisy_b=sums[:, 1] / sums[:, 2],
+        clean_b=clean_b,
+        noisy_b=noisy_b,
         sign=sign,
         n=n,
         n_groups=n_groups,
+        replicates=(clean_b, noisy_b),
     )
 
 
@@ -387,6 +398,7 @@ def paired_bootstrap_auroc(
         n_groups=n_groups,
         n_skipped=n_skipped,
         reason=reason,
+        replicates=(np.where(valid, bc, np.nan), np.where(valid, bz, np.nan)),
     )
 
 
@@ -459,4 +471,5 @@ def paired_bootstrap_statistic(
         n_groups=n_groups,
         n_skipped=n_skipped,
         reason=reason,
+        replicates=(np.where(valid, ac, np.nan), np.where(valid, az, np.nan)),
     )

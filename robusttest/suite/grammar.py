@@ -258,11 +258,27 @@ class NoiseEntry(Section):
     def levels(self) -> tuple[float, ...]:
         return self._levels
 
+    def _unit_given(self) -> tuple[str, tuple[float, ...]] | None:
+        """(key, values) when the levels are given in one of the family's ``level_units``."""
+        for name, f in type(self).model_fields.items():
+            if f.alias in self.family.level_units and name in self.model_fields_set:
+                return str(f.alias), getattr(self, name)
+        return None
+
     @model_validator(mode="after")
     def _resolve(self) -> NoiseEntry:
         fam = self.family
         at = f".{fam.level_param}"
-        if "level" in self.model_fields_set:
+        unit = self._unit_given()
+        if unit is not None:
+            key, values = unit
+            if "level" in self.model_fields_set:
+                raise Invalid(f"give the levels as {fam.level_param} or as {key}, not both", at)
+            levels = tuple(
+                _level(fam, _from_unit(fam, key, v, self.params, f".{key}[{i}]"), f".{key}[{i}]")
+                for i, v in enumerate(values)
+            )
+        elif "level" in self.model_fields_set:
             levels = self.level
         else:
             which = self.ladder or "default"
@@ -280,6 +296,32 @@ class NoiseEntry(Section):
             slugs.append(slug)
         self._levels = tuple(levels)
         return self
+
+
+def _from_unit(fam: NoiseFamily, key: str, value: float, params: Any, at: str) -> float:
+    try:
+        return fam.level_from(key, value, dict(fam.check_params(dict(params))))
+    except ConfigError as exc:
+        raise Invalid(str(exc).split(": ", 1)[-1], at) from None
+
+
+def _numbers(value: Any) -> tuple[float, ...]:
+    """One finite number or a non-empty list of them."""
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise Invalid("empty list; give at least one level")
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(finite(v))
+        except Invalid as exc:
+            raise Invalid(exc.message, f"[{i}]") from None
+    return tuple(out)
+
+
+_NUMBER_OR_LIST: Schema = {
+    "anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}, "minItems": 1}]
+}
 
 
 def _ladder(fam: NoiseFamily) -> Rule:
@@ -355,6 +397,15 @@ def _entry(fam: NoiseFamily) -> Any:
             ),
             "params": _key(_params(fam), {}, "the family's parameters"),
             "at": _key(choice(NOISE_AT), "native", "native resolution, or the model's input"),
+            **{
+                f"u_{_ident(key)}": _key(
+                    Rule(_numbers, _NUMBER_OR_LIST),
+                    None,
+                    f"the levels as {doc}: one or a list",
+                    alias=key,
+                )
+                for key, doc in fam.level_units.items()
+            },
         },
     )
     cls.family = fam
@@ -404,6 +455,100 @@ def _noise(families: list[NoiseFamily]) -> Any:
     return _section("Noise", NoiseSection, NoiseSection.__doc__ or "", fields)
 
 
+# --- frontier ------------------------------------------------------------------------------
+FRONTIER_MIN = "min_level"
+
+
+def _frontier_requirement(value: Any) -> dict[str, float] | None:
+    """null, or {min_level: x} (or min_<unit>: x, e.g. min_dose_uGy for quantum)."""
+    if value is None:
+        return None
+    req = MAPPING(value)
+    if len(req) != 1:
+        raise Invalid(
+            f"{show(value)}: give one requirement, {FRONTIER_MIN}: LEVEL (or min_<unit> "
+            "where the family has a unit, e.g. min_dose_uGy)"
+        )
+    ((key, v),) = req.items()
+    if not isinstance(key, str) or not key.startswith("min_"):
+        raise Invalid(f"unknown key; allowed: {FRONTIER_MIN} (or min_<unit>)", f".{key}")
+    try:
+        return {key: finite(v)}
+    except Invalid as exc:
+        raise Invalid(exc.message, f".{key}") from None
+
+
+def _frontier(value: Any) -> dict[str, dict[str, dict[str, float] | None] | None]:
+    """family -> null (every gated metric) | {metric: null | {min_level: x}}; a list of
+    families reads as each null."""
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        fams = names()(value)
+        return dict.fromkeys(fams)
+    out: dict[str, dict[str, dict[str, float] | None] | None] = {}
+    for fam, per in MAPPING(value).items():
+        if not isinstance(fam, str):
+            raise Invalid(f"key {show(fam)} is not a string")
+        if per is None:
+            out[fam] = None
+            continue
+        metrics: dict[str, dict[str, float] | None] = {}
+        for metric, req in MAPPING(per).items():
+            try:
+                metrics[str(metric)] = _frontier_requirement(req)
+            except Invalid as exc:
+                raise Invalid(exc.message, f".{fam}.{metric}{exc.at}") from None
+        out[fam] = metrics
+    return out
+
+
+_REQUIREMENT: Schema = {
+    "type": ["object", "null"],
+    "minProperties": 1,
+    "maxProperties": 1,
+    "properties": {FRONTIER_MIN: {"type": "number"}},
+    "patternProperties": {"^min_": {"type": "number"}},
+    "additionalProperties": False,
+}
+FRONTIER = Rule(
+    _frontier,
+    {
+        "anyOf": [
+            {"type": "array", "items": {"type": "string"}},
+            {
+                "type": ["object", "null"],
+                "additionalProperties": {
+                    "type": ["object", "null"],
+                    "additionalProperties": _REQUIREMENT,
+                },
+            },
+        ]
+    },
+)
+
+
+def _frontier_level(fam: NoiseFamily, req: Mapping[str, float], params: Any, at: str) -> float:
+    """The required level of a frontier requirement, in the family's own level."""
+    ((key, value),) = req.items()
+    if key == FRONTIER_MIN:
+        level = value
+    else:
+        unit = key.removeprefix("min_")
+        if unit not in fam.level_units:
+            allowed = ", ".join([FRONTIER_MIN, *(f"min_{u}" for u in fam.level_units)])
+            raise Invalid(f"unknown key; allowed: {allowed}", f"{at}.{key}")
+        level = _from_unit(fam, unit, value, params, f"{at}.{key}")
+    level = _level(fam, level, f"{at}.{key}")
+    mild, severe = fam.search_range()
+    if not min(mild, severe) <= level <= max(mild, severe):
+        raise Invalid(
+            f"{value:g} is outside the levels the frontier searches ({mild:g} to {severe:g})",
+            f"{at}.{key}",
+        )
+    return level
+
+
 # --- the top level -------------------------------------------------------------------------
 class SuiteBody(Section):
     """A suite file's top level (or the body of one variant)."""
@@ -416,6 +561,7 @@ class SuiteBody(Section):
         metrics: tuple[str, ...]
         bootstrap: Any
         gates: Any
+        frontier: Any
 
     @model_validator(mode="after")
     def _references(self) -> SuiteBody:
@@ -437,6 +583,28 @@ class SuiteBody(Section):
             for k in per or {}:
                 if k not in metrics:
                     raise Invalid(known, f".gates.conditions.{cond}.{k}")
+        entries = {e.family.name: e for e in self.noise.entries()}
+        resolved: dict[str, dict[str, float | None] | None] = {}
+        for fam_name, per in (self.frontier or {}).items():
+            entry = entries.get(fam_name)
+            if entry is None:
+                raise Invalid(
+                    f"not a noise of this suite; known: {', '.join(entries) or '(none)'}",
+                    f".frontier.{fam_name}",
+                )
+            if per is None:
+                resolved[fam_name] = None
+                continue
+            out: dict[str, float | None] = {}
+            for k, req in per.items():
+                at = f".frontier.{fam_name}.{k}"
+                if k not in metrics:
+                    raise Invalid(known, at)
+                out[k] = (
+                    None if req is None else _frontier_level(entry.family, req, entry.params, at)
+                )
+            resolved[fam_name] = out
+        self.frontier = resolved
         return self
 
 
@@ -477,6 +645,12 @@ def _top_level(task: str | None, noise: Any, gates: Any) -> dict[str, Any]:
         "threshold": _key(number(0.0, 1.0), 0.5, "probability threshold of a mask pixel"),
         "bootstrap": _key(BOOTSTRAP, None, "confidence intervals"),
         "gates": _key(gates, None, "limits to assert"),
+        "frontier": _key(
+            FRONTIER,
+            None,
+            "failure frontiers to search, per noise family and metric (null: every gated "
+            "metric), each optionally required to lie at min_level or more noise",
+        ),
     }
 
 

@@ -59,6 +59,9 @@ class Suite:
     # family -> "model": noise added after resizing to the model's input (the convention
     # of most ML robustness papers) instead of at the image's native resolution
     noise_at: Mapping[str, str] = field(default_factory=dict)
+    # failure frontiers the suite asks for: family -> None (every gated metric) or
+    # {metric: the required level (min_level) or None}
+    frontier: Mapping[str, Mapping[str, float | None] | None] = field(default_factory=dict)
     source: str = "<memory>"
     sha256: str = ""  # derived: recomputed on every construction (replace, with_overrides)
 
@@ -71,7 +74,34 @@ class Suite:
                 rule(getattr(self, key))
             except Invalid as exc:
                 raise SuiteError(f"{self.source}: {key}: {exc.message}") from None
+        self._check_frontier()
         object.__setattr__(self, "sha256", _suite_digest(self))
+
+    def frontier_gate(self, metric: str, noise: str) -> GateSpec | None:
+        """The gate a frontier of ``metric`` under ``noise`` crosses: the limits of the
+        metric and of the family (a condition's own limits hold for that level only)."""
+        return self.gates.for_case(metric, f"{noise}-frontier", noise)
+
+    def _check_frontier(self) -> None:
+        families = {n.name for n in self.noise}
+        for fam, per in self.frontier.items():
+            if fam not in families:
+                raise SuiteError(f"{self.source}: frontier.{fam}: not a noise of this suite")
+            metrics = list(self.metrics) if per is None else list(per)
+            gated = [m for m in metrics if self.frontier_gate(m, fam) is not None]
+            missing = [m for m in metrics if m not in gated]
+            if per is not None and missing:
+                m = missing[0]
+                raise SuiteError(
+                    f"{self.source}: frontier.{fam}.{m}: no gate limits {m} under {fam}, so "
+                    f"there is no limit to cross; set one under gates: (metrics.{m}, or "
+                    f"conditions.{fam}.{m})"
+                )
+            if not gated:
+                raise SuiteError(
+                    f"{self.source}: frontier.{fam}: no metric of this suite has a gate under "
+                    f"{fam}, so there is no limit to cross; set one under gates:"
+                )
 
     @property
     def conditions(self) -> list[str]:
@@ -150,8 +180,16 @@ class Suite:
             "threshold": self.threshold,
             "bootstrap": {"resamples": self.resamples, "ci": self.ci},
             "gates": self.gates.to_dict(),
+            # only when set, so the hashes of suites without it stay as they were
+            **({"frontier": _plain_frontier(self.frontier)} if self.frontier else {}),
             "source": self.source,
         }
+
+
+def _plain_frontier(
+    frontier: Mapping[str, Mapping[str, float | None] | None],
+) -> dict[str, dict[str, float | None] | None]:
+    return {f: None if per is None else dict(sorted(per.items())) for f, per in frontier.items()}
 
 
 def _suite_digest(suite: Suite) -> str:

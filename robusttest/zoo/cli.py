@@ -66,6 +66,7 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             limit=args.limit,
             device=args.device,
+            frontier=args.frontier,
         )
     results = R.load_runs(run_dir)
     doc = Path(args.doc)
@@ -119,6 +120,11 @@ def register_cli(sub: Any) -> None:
     r.add_argument("--limit", type=int, default=None, help="first N images only")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     r.add_argument("--doc-only", action="store_true", help="re-write the doc from saved runs")
+    r.add_argument(
+        "--frontier",
+        action="store_true",
+        help="also search each model's headline failure frontiers (the doc gains a section)",
+    )
     r.add_argument(
         "--native-runs",
         default=None,

@@ -3,7 +3,9 @@
 ``robusttest zoo replicate`` evaluates every zoo model under the paper's grid (suite
 ``paper-2509.25265``; the TB classifier under ``tb``), writes each RunResult (JSON + HTML)
 to a run folder, and regenerates ``docs/replication.md`` with the tables, the curves and the
-side-by-side with the paper's claims.
+side-by-side with the paper's claims. With ``--frontier`` each model's headline cases (Dice
+of the lungs; the pairwise or TB AUROC) also get their failure frontiers under every noise
+family, and the document a section of them.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from robusttest.engine import EngineOptions, evaluate, open_suite_data
+from robusttest.engine import EngineOptions, Evaluator, evaluate, open_suite_data
+from robusttest.engine.frontier import FrontierSearch, plan_frontiers
 from robusttest.fsutil import atomic_write_text
 from robusttest.gates import CLEAN
 from robusttest.models import load_model
-from robusttest.results import CaseResult, RunResult
+from robusttest.results import CaseResult, FrontierResult, RunResult
 from robusttest.suite import Suite, load_suite
 from robusttest.zoo import sections as S
 
@@ -66,11 +69,15 @@ def run_zoo(
     device: str = "auto",
     progress: bool | None = None,
     log: Callable[[str], None] = print,
+    frontier: bool = False,
 ) -> dict[str, RunResult]:
     """Evaluate each zoo model; results saved as run_dir/<name>.json and .html.
 
     With ``native_dir``, each model runs a second time with the image-domain families at
     the image's native resolution (:func:`native_variant`), saved there.
+
+    ``frontier``: also search the failure frontiers of each model's headline cases
+    (``headline_frontiers``), at the model's input.
     """
     from robusttest.report import write_html
 
@@ -95,7 +102,12 @@ def run_zoo(
         for s, folder, what in placements:
             t0 = time.perf_counter()
             log(f"{name}: {s.name} on {len(ds)} images, {len(s.conditions)} conditions ({what})")
-            result = evaluate(runner, s, ds, EngineOptions(device=device, progress=progress))
+            options = EngineOptions(device=device, progress=progress)
+            result = evaluate(runner, s, ds, options)
+            if frontier and folder == run_dir and result.completed:
+                fronts = headline_frontiers(Evaluator(runner, ds, s, options), result)
+                result = replace(result, frontiers=fronts)
+                log(f"{name}: {len(fronts)} frontiers")
             folder.mkdir(parents=True, exist_ok=True)
             result.write_json(folder / f"{name}.json")
             write_html(result, folder / f"{name}.html")
@@ -249,6 +261,7 @@ def write_doc(
                 lines.append(f"| {cond} | {_fmt(a)} | {_fmt(b)} |")
         lines.append("")
     lines += claims(results, zoo_metrics)
+    lines += frontier_section(results)
     if native:
         lines += native_vs_model(native, results)
     lines += S.timing(zoo_metrics, results, native)
@@ -406,6 +419,114 @@ def native_vs_model(native: dict[str, RunResult], model: dict[str, RunResult]) -
                     f"| {name} | {c.case_id} | {_fmt(c.drop)} [{_fmt(c.ci_low)}, {_fmt(c.ci_high)}] "
                     f"| {_fmt(m.drop)} [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}] |"
                 )
+    out.append("")
+    return out
+
+
+# --- failure frontiers -------------------------------------------------------------------
+def _is_headline(metric: str, target: str, targets: Sequence[str]) -> bool:
+    """The cases ``_headline`` shows: Dice of the lungs, else the pairwise tasks, else TB."""
+    if "lungs" in targets:
+        return metric == "dice" and target == "lungs"
+    pairs = [t for t in targets if "-vs-" in t]
+    if pairs:
+        return target in pairs
+    return target == "Tuberculosis" or "Tuberculosis" not in targets
+
+
+def headline_frontiers(ev: Evaluator, result: RunResult) -> tuple[FrontierResult, ...]:
+    """The failure frontiers of the headline cases under every noise family of the suite,
+    on the run's own records (the clean pass and the ladder are not evaluated again)."""
+    plan = ev.plan
+    targets = [*plan.case_targets, *(f"{a}-vs-{b}" for a, b in plan.pairwise)]
+    specs = [
+        f
+        for f in plan_frontiers(ev.suite, targets, every=True)
+        if _is_headline(f.metric, f.target, targets)
+    ]
+    search = FrontierSearch(ev, result.records)
+    return tuple(search.search(f) for f in specs)
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return "beyond the range"
+    if x == 0:
+        return "0"
+    return str(
+        np.format_float_positional(x, precision=digits, unique=False, fractional=False, trim="-")
+    )
+
+
+_NAMES = {"dice": "Dice", "auroc": "AUROC", "hd95": "HD95", "iou": "IoU"}
+
+
+def _holds(f: FrontierResult) -> str:
+    """What the gate asks, as words: "holds Dice ≥ 0.9", "keeps its AUROC drop ≤ 0.1"."""
+    m = _NAMES.get(f.metric, f.metric)
+    if f.gate == "min":
+        return f"holds {m} {'≥' if f.metric != 'hd95' else '≤'} {f.limit:g}"
+    if f.gate == "max_relative_drop":
+        return f"keeps its {m} drop ≤ {f.limit:.0%}"
+    return f"keeps its {m} drop ≤ {f.limit:g}"
+
+
+def frontier_sentence(name: str, f: FrontierResult) -> str:
+    """One line a release manager reads: where the model stops meeting its gate."""
+    p = {"sigma": "σ", "sigma_e": "σₑ"}.get(f.level_param, f.level_param)
+    target = f" ({f.target})" if f.metric != "dice" else ""
+    head = f"{name} {_holds(f)}{target} under `{f.noise}`"
+    if not f.reached:
+        return f"{head} over the whole range searched (to {p} = {_num(f.search_range[1])})."
+    ci = f" [{f.ci:.0%} CI of the crossing {_num(f.ci_low)}, {_num(f.ci_high)}]"
+    text = f"{head} up to {p} = {_num(f.level)}{ci}"
+    if f.dose_uGy is not None:
+        text += (
+            f", i.e. {_num(f.dose_uGy)} µGy detector air kerma "
+            f"[{_num(f.ci_low_uGy)}, {_num(f.ci_high_uGy)}] (full dose {f.reference_uGy:g} µGy)"
+        )
+    return text + "."
+
+
+def frontier_section(results: dict[str, RunResult]) -> list[str]:
+    """``## Failure frontiers``: each model's headline frontiers, a sentence and a table
+    row each (empty when no run has frontiers)."""
+    runs = {n: r for n, r in results.items() if r.frontiers}
+    if not runs:
+        return []
+    out = [
+        "## Failure frontiers",
+        "",
+        "The noise level at which each headline gate starts to fail, searched on each family's",
+        "continuous axis between and beyond the ladder's levels (`robusttest run --frontier`;",
+        "docs/architecture.md), on the same images paired with the clean pass. The level is",
+        "where the gate, judged on its CI's conservative bound, crosses its limit; the CI is the",
+        "patient bootstrap's of the crossing. A smaller dose or rate is more noise. µGy: detector",
+        "air kerma of the `quantum` dose, given where every image's pixel spacing is known.",
+        "",
+    ]
+    for name, r in runs.items():
+        out += [f"- {frontier_sentence(name, f)}" for f in r.frontiers]
+    out += [
+        "",
+        "| model | case | gate | fails from | crossing [95% CI] | µGy [95% CI] | evaluations |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in runs.items():
+        for f in r.frontiers:
+            where = f"{f.level_param} {_num(f.level)}" if f.reached else "not reached"
+            cross = (
+                f"{_num(f.estimate)} [{_num(f.ci_low)}, {_num(f.ci_high)}]" if f.reached else "–"
+            )
+            dose = (
+                f"{_num(f.dose_uGy)} [{_num(f.ci_low_uGy)}, {_num(f.ci_high_uGy)}]"
+                if f.dose_uGy is not None
+                else "–"
+            )
+            out.append(
+                f"| {name} | {f.frontier_id} | {f.gate} {f.limit:g} (on {f.on}) | {where} | "
+                f"{cross} | {dose} | {f.evaluations} |"
+            )
     out.append("")
     return out
 

@@ -89,9 +89,9 @@ def test_dicom_folder(tmp_path: Path, raw12: np.ndarray) -> None:
     np.testing.assert_allclose(m2.image, raw12 / 4095.0, atol=1e-6)
     np.testing.assert_allclose(m1.image, 1.0 - m2.image, atol=1e-6)  # MONOCHROME1 is inverted
     rs = ds.load(by_id[uid_r])
-    # rescale is linear, so after min-max normalisation the image is the raw one, stretched
-    lin = (raw12 - raw12.min()) / (raw12.max() - raw12.min())
-    np.testing.assert_allclose(rs.image, lin, atol=1e-5)
+    # the rescale maps the stored range [0, 4095] to [-100, 8090], and that whole range to
+    # [0, 1] (never the image's own min–max): 2·raw − 100 comes back as raw / 4095
+    np.testing.assert_allclose(rs.image, raw12 / 4095.0, atol=1e-6)
     assert rs.pixel_spacing_mm == pytest.approx(0.2) and rs.labels is None
 
 

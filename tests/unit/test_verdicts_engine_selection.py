@@ -77,9 +77,33 @@ def test_selection_engine_restricts_metrics_too(model_calls: Counter[str]) -> No
 
 
 def test_selection_engine_unknown_case_names_the_closest() -> None:
-    with pytest.raises(ConfigError, match=r"case 'lungs-dice\[quantum-dose11\]' is not in the"):
-        robusttest.run(MODEL, "lungs", cases=["lungs-dice[quantum-dose11]"], **KW)
-    with pytest.raises(ConfigError, match="closest: lungs-dice\\[quantum-dose10\\]"):
-        robusttest.run(MODEL, "lungs", cases=["lungs-dice[quantum-dose11]"], **KW)
+    with pytest.raises(ConfigError, match=r"case 'lungs-dice\[quantum-dose0.033\]' is not in the"):
+        robusttest.run(MODEL, "lungs", cases=["lungs-dice[quantum-dose0.033]"], **KW)
+    with pytest.raises(ConfigError, match="closest: lungs-dice\\[quantum-dose0.03\\]"):
+        robusttest.run(MODEL, "lungs", cases=["lungs-dice[quantum-dose0.033]"], **KW)
     with pytest.raises(ConfigError, match="no case selected"):
         robusttest.run(MODEL, "lungs", cases=[], **KW)
+
+
+def test_selecting_a_frontier_searches_only_it_on_the_same_numbers() -> None:
+    fid = "lungs-dice[gaussian-frontier]"
+    whole = robusttest.run(MODEL, "lungs", frontier=True, **KW)
+    assert fid in {f.frontier_id for f in whole.frontiers} and len(whole.frontiers) > 1
+    sel = robusttest.run(MODEL, "lungs", cases=[fid], frontier=True, **KW)
+    # no grid case was selected: none is judged; the clean pass it pairs with is evaluated
+    assert sel.cases == () or list(sel.cases) == []
+    (f,) = sel.frontiers
+    want = whole.frontier(fid)
+    assert (f.frontier_id, f.reached, f.estimate, f.ci_low, f.ci_high) == (
+        want.frontier_id,
+        want.reached,
+        want.estimate,
+        want.ci_low,
+        want.ci_high,
+    )
+    # a grid case beside it: judged as in the whole run, and still only that frontier
+    case = "lungs-dice[gaussian-sigma0.26]"
+    both = robusttest.run(MODEL, "lungs", cases=[case, fid], frontier=True, **KW)
+    assert [c.case_id for c in both.cases] == [case]
+    assert [f.frontier_id for f in both.frontiers] == [fid]
+    assert both.cases[0].drop == whole.case(case).drop
