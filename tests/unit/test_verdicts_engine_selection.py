@@ -77,9 +77,9 @@ def test_selection_engine_restricts_metrics_too(model_calls: Counter[str]) -> No
 
 
 def test_selection_engine_unknown_case_names_the_closest() -> None:
-    with pytest.raises(ConfigError, match=r"case 'lungs-dice\[quantum-dose0.033\]' is not in the"):
+    with pytest.raises(ConfigError, match=r"case 'lungs-dice\[quantum-dose0\.033\]' is not in the"):
         robusttest.run(MODEL, "lungs", cases=["lungs-dice[quantum-dose0.033]"], **KW)
-    with pytest.raises(ConfigError, match="closest: lungs-dice\\[quantum-dose0.03\\]"):
+    with pytest.raises(ConfigError, match=r"closest: lungs-dice\[quantum-dose0\.03\]"):
         robusttest.run(MODEL, "lungs", cases=["lungs-dice[quantum-dose0.033]"], **KW)
     with pytest.raises(ConfigError, match="no case selected"):
         robusttest.run(MODEL, "lungs", cases=[], **KW)
