@@ -266,6 +266,35 @@ def summary_line(result: RunResult) -> str:
     return line
 
 
+def case_seconds(result: RunResult) -> list[float | None]:
+    """Each case's share of its evaluation's time (``run.case_seconds``), in case order;
+    None where the results do not say. A merged result's cases come run by run."""
+    blocks = [b.get("case_seconds") for b in _runs(result) if b is not result.run]
+    if not blocks:
+        blocks = [result.run.get("case_seconds")]
+    tables = [b if isinstance(b, Mapping) else {} for b in blocks]
+    used: list[set[str]] = [set() for _ in tables]
+    out: list[float | None] = []
+    j = 0
+    for c in result.cases:
+        found = next(
+            (
+                k
+                for k in range(j, len(tables))
+                if c.case_id in tables[k] and c.case_id not in used[k]
+            ),
+            None,
+        )
+        if found is None:
+            out.append(None)
+            continue
+        j = found
+        used[j].add(c.case_id)
+        v = tables[j][c.case_id]
+        out.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
+    return out
+
+
 def coverage_lines(result: RunResult) -> list[str]:
     """What the cases cover, one line each: a selection smaller than the grid (and how it
     was made), and every name of the model or the data that got no case, with why."""
@@ -286,6 +315,7 @@ __all__ = [
     "ReportsInterrupted",
     "RunState",
     "Written",
+    "case_seconds",
     "coverage_lines",
     "get_renderer",
     "mark_interrupted",

@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 from robusttest.gates import FAILING
 from robusttest.report.base import (
     Renderer,
+    case_seconds,
     coverage_lines,
     register_renderer,
     run_errors,
@@ -100,6 +101,7 @@ class JUnitRenderer(Renderer):
     def render(self, result: RunResult, *, rendered_at: str) -> str:
         suites = ET.Element("testsuites")
         by_suite: dict[str, list[CaseResult]] = {}
+        seconds = {id(c): t for c, t in zip(result.cases, case_seconds(result), strict=True)}
         for c in result.cases:
             by_suite.setdefault(c.suite, []).append(c)
         state = run_state(result)
@@ -110,6 +112,7 @@ class JUnitRenderer(Renderer):
             extra = problem and i == 0  # one error testcase says why, in the first suite
             failures = sum(c.verdict == "fail" for c in cases)
             errors = sum(c.verdict == "error" for c in cases)
+            times = [seconds.get(id(c)) for c in cases]
             ts = ET.SubElement(
                 suites,
                 "testsuite",
@@ -119,13 +122,16 @@ class JUnitRenderer(Renderer):
                 errors=str(errors + extra),
                 skipped="0",
                 timestamp=rendered_at,
+                time=_t(sum(t for t in times if t is not None)),
             )
             props = ET.SubElement(ts, "properties")
             ET.SubElement(props, "property", name="summary", value=summary_line(result))
             for k, v in suite_properties(result, name):
                 ET.SubElement(props, "property", name=k, value=v)
-            for c in cases:
+            for c, t in zip(cases, times, strict=True):
                 tc = ET.SubElement(ts, "testcase", classname=f"robusttest.{name}", name=c.case_id)
+                if t is not None:  # the case's share of the evaluation (run.case_seconds)
+                    tc.set("time", _t(t))
                 cp = ET.SubElement(tc, "properties")
                 for k, v in case_properties(c).items():
                     ET.SubElement(cp, "property", name=k, value=v)
@@ -148,6 +154,10 @@ class JUnitRenderer(Renderer):
                 el.text = "\n".join(lines)
         ET.indent(suites)
         return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+
+
+def _t(seconds: float) -> str:
+    return f"{seconds:.3f}"
 
 
 def _suite_name(result: RunResult) -> str:
