@@ -345,6 +345,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         lanes=settings.lanes,
                         cache=settings.cache,
                         cache_dir=settings.cache_dir,
+                        gates=settings.gates,
                     )
                 )
                 if run_state(results[-1]) == "interrupted":

@@ -148,6 +148,7 @@ class RobustCaseItem(_RobustItemBase):
             fail_as_error(errors)
 
     def runtest(self) -> None:
+        from robusttest.report import gate_sources
         from robusttest.report.junit import case_properties
 
         result = self.session_obj.result(self.model_suite.key)
@@ -156,7 +157,7 @@ class RobustCaseItem(_RobustItemBase):
         except KeyError:  # not among the cases evaluated (the selection changed under xdist)
             raise EvaluationError(f"case {self.case.case_id} was not evaluated") from None
         # Properties first, so a failing case has its numbers in the JUnit XML too.
-        for name, value in case_properties(case).items():
+        for name, value in case_properties(case, gate_sources(result, case)).items():
             self.user_properties.append((name, value))
         if case.verdict == "fail":
             raise GateFailure(gate_failure_text(case))

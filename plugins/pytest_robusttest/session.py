@@ -550,6 +550,7 @@ class RobustSession:
             seed=s.seed,
             repeats=s.repeats,
             limit=s.limit,
+            gates=s.gates,
         )
         return _Loaded(runner=runner, suite=suite, dataset=dataset)
 

@@ -37,6 +37,7 @@ from robusttest.models import ModelRunner
 from robusttest.progress import Progress, ProgressListener, tqdm_bar
 from robusttest.results import CaseResult, ImageRecord, RunResult
 from robusttest.suite import Suite
+from robusttest.suite.layers import GateOverride
 
 
 def _now() -> str:
@@ -357,7 +358,14 @@ def evaluate(
             "backend": runner.backend,
             "card": runner.card.to_dict(),
         },
-        "suite": {"name": suite.name, "sha256": suite.sha256, "definition": suite.to_dict()},
+        "suite": {
+            "name": suite.name,
+            "sha256": suite.sha256,
+            "definition": suite.to_dict(),
+            # where the definition came from: the suites it extends, each gate entry's source
+            "extends": list(suite.extends),
+            "gate_sources": dict(sorted(suite.gate_sources.items())),
+        },
         "data": {
             "adapter": dataset.name,
             "manifest_hash": dataset.manifest_hash(),
@@ -449,6 +457,7 @@ def run(
     gallery: int = 2,
     lanes: int | None = None,
     cases: Collection[str] | None = None,
+    gates: Sequence[GateOverride | str] = (),
 ) -> RunResult:
     """Evaluate ``model`` under ``suite`` (default: chosen from the model card's task).
 
@@ -456,7 +465,8 @@ def run(
     run at once (default: see ``Evaluator.lanes``). Neither changes a number. ``cases``:
     evaluate and judge only these case ids of the grid (their numbers are those of the
     whole grid's run, except the Holm adjustment, which spans the cases judged).
-    ``progress``: a listener
+    ``gates``: changes to the suite's gates, as ``--robust-gate`` takes them
+    (``["dice.max_drop=0.05", "gaussian:dice.max_drop=0.2"]``). ``progress``: a listener
     called with each ``robusttest.progress.Progress``, or whether to show a tqdm bar
     (None: when stderr is a terminal).
 
@@ -472,6 +482,7 @@ def run(
         seed=seed,
         repeats=repeats,
         limit=limit,
+        gates=gates,
     )
     options = EngineOptions(
         batch_size=batch_size,
