@@ -346,6 +346,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         cache=settings.cache,
                         cache_dir=settings.cache_dir,
                         frontier=settings.frontier,
+                        gates=settings.gates,
                     )
                 )
                 if run_state(results[-1]) == "interrupted":

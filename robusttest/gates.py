@@ -120,6 +120,37 @@ class GateTable:
         gate = GateSpec.from_dict(merged)
         return None if gate.empty else gate
 
+    def explain(self, metric: str, condition: str, noise: str | None) -> dict[str, str]:
+        """For each limit of ``for_case`` (and ``on``), the table entry that set it, as a
+        path: ``default.min``, ``metrics.dice.max_drop``, ``conditions.gaussian.dice.on``,
+        or ``on`` for the table's judge mode."""
+        levels: list[tuple[str, GateLimits | None]] = [("default", self.default)]
+        if metric in self.metrics:
+            levels.append((f"metrics.{metric}", self.metrics[metric]))
+        for key in (noise, condition):
+            if key is not None and key in self.conditions and metric in self.conditions[key]:
+                levels.append((f"conditions.{key}.{metric}", self.conditions[key][metric]))
+        set_by: dict[str, str] = {"on": "on"}
+        for path, lv in levels:
+            if lv is None:
+                set_by = {"on": "on"}
+            else:
+                set_by.update({k: f"{path}.{k}" for k in lv})
+        gate = self.for_case(metric, condition, noise)
+        if gate is None:
+            return {}
+        return {k: set_by[k] for k in (*gate.limits(), "on")}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GateTable:
+        """The table ``to_dict`` wrote (e.g. a results file's suite definition)."""
+        return cls(
+            on=d.get("on", "ci"),
+            default=d.get("default"),
+            metrics=dict(d.get("metrics") or {}),
+            conditions={c: dict(m or {}) for c, m in (d.get("conditions") or {}).items()},
+        )
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "on": self.on,
@@ -140,6 +171,35 @@ class GateTable:
 
 def _plain(g: GateLimits | None) -> dict[str, Any] | None:
     return None if g is None else dict(sorted(g.items()))
+
+
+def table_entries(gates: Any) -> list[tuple[str, Any]]:
+    """The entries of a ``gates:`` mapping (as a suite file writes it, or ``to_dict``'s), as
+    (path, value): ``on``; each level (``default``, ``metrics.dice``,
+    ``conditions.gaussian.dice``) with its mapping or None; each of its keys
+    (``metrics.dice.max_drop``). Where each came from is keyed by these paths."""
+    if not isinstance(gates, Mapping):
+        return []
+    out: list[tuple[str, Any]] = []
+
+    def level(path: str, value: Any) -> None:
+        out.append((path, value))
+        if isinstance(value, Mapping):
+            out.extend((f"{path}.{k}", v) for k, v in value.items())
+
+    for key, value in gates.items():
+        if key == "on":
+            out.append(("on", value))
+        elif key == "default":
+            level("default", value)
+        elif key == "metrics" and isinstance(value, Mapping):
+            for metric, lv in value.items():
+                level(f"metrics.{metric}", lv)
+        elif key == "conditions" and isinstance(value, Mapping):
+            for cond, per in value.items():
+                for metric, lv in (per if isinstance(per, Mapping) else {}).items():
+                    level(f"conditions.{cond}.{metric}", lv)
+    return out
 
 
 # --- judgement ------------------------------------------------------------------------------
@@ -377,4 +437,5 @@ __all__ = [
     "judge_case",
     "judge_floor",
     "mark_uninformative",
+    "table_entries",
 ]

@@ -16,11 +16,14 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from robusttest.errors import ConfigError
+
+if TYPE_CHECKING:
+    from robusttest.suite.layers import GateOverride
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -111,6 +114,18 @@ def parse_report(value: object) -> tuple[str, str]:
             f"{value!r}: unknown report format {fmt!r}; known: {', '.join(RENDERERS.names())}"
         )
     return fmt, path.strip()
+
+
+def parse_gate(value: object) -> GateOverride:
+    """``[NOISE:]METRIC.KEY=VALUE`` (``dice.max_drop=0.05``, ``gaussian:dice.max_drop=0.2``,
+    ``default.min=0.8``, ``hd95=null``, ``on=point``): one change to the suite's gates;
+    the syntax and the value are checked here, the metric and noise against the suite."""
+    from robusttest.suite.layers import GateOverride
+
+    try:
+        return GateOverride.parse(str(value))
+    except ConfigError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _as_text(value: object) -> str:
@@ -265,6 +280,19 @@ OPTIONS: tuple[RunOption, ...] = (
         ini_type="args",
     ),
     RunOption(
+        "gates",
+        "--robust-gate",
+        "override one entry of the suite's gates: METRIC.KEY=VALUE (dice.max_drop=0.05; KEY "
+        "min, max_drop, max_relative_drop or on), NOISE:METRIC.KEY=VALUE for one noise or "
+        "condition (gaussian:dice.max_drop=0.2), default.KEY=VALUE for every metric, "
+        "METRIC=null or VALUE null to remove limits, on=ci|point; repeatable, later ones win",
+        kind="repeatable",
+        metavar="GATE",
+        parse=parse_gate,
+        cli="--gate",
+        ini_type="args",
+    ),
+    RunOption(
         "baseline",
         "--robust-baseline",
         "compare with a saved results JSON and fail on regressions",
@@ -372,6 +400,7 @@ class RunSettings:
     json: Path | None = None
     html: Path | None = None
     reports: tuple[tuple[str, Path], ...] = ()
+    gates: tuple[GateOverride, ...] = ()  # each knows its option (origin), for the reports
     baseline: Path | None = None
     # (metric or None for every metric, tolerance text), as given
     baseline_tolerance: tuple[tuple[str | None, str], ...] = ()
@@ -421,6 +450,8 @@ class RunSettings:
                 values[o.field] = _convert(o, raw, base)
             except SettingsError as exc:
                 raise SettingsError(f"{where}: {exc}") from None
+            if o.parse is parse_gate:  # the reports say which option set each gate
+                values[o.field] = tuple(replace(g, origin=where) for g in values[o.field])
             sources[o.field] = "cli" if where == flag else "ini"
         no_cache = values.pop("no_cache", False)
         settings = cls(
@@ -543,5 +574,6 @@ __all__ = [
     "option_for",
     "parse_bool",
     "parse_device",
+    "parse_gate",
     "parse_report",
 ]

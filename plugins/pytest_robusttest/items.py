@@ -8,6 +8,7 @@ reports them as errors (JUnit <error>), not as failed gates.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,19 +130,25 @@ class RobustCaseItem(_RobustItemBase):
         self.session_obj = session_obj
         self.model_suite = model_suite
         self.case = case
+        # seconds setup spent evaluating (or waiting for the controller): the session books
+        # the case's share of the evaluation instead (RobustSession._book_share)
+        self.evaluation_seconds: float | None = None
         self.add_marker("robusttest")
         self.add_marker(case.family)
 
     def setup(self) -> None:
+        t0 = time.perf_counter()
         try:
             result = self.session_obj.result(self.model_suite.key)
         except EvaluationError as exc:
             fail_as_error([str(exc)])
+        self.evaluation_seconds = time.perf_counter() - t0
         errors = evaluation_errors(result)
         if errors:
             fail_as_error(errors)
 
     def runtest(self) -> None:
+        from robusttest.report import gate_sources
         from robusttest.report.junit import case_properties
 
         result = self.session_obj.result(self.model_suite.key)
@@ -153,7 +160,7 @@ class RobustCaseItem(_RobustItemBase):
         except KeyError:  # not among the cases evaluated (the selection changed under xdist)
             raise EvaluationError(f"case {self.case.case_id} was not evaluated") from None
         # Properties first, so a failing case has its numbers in the JUnit XML too.
-        for name, value in case_properties(case).items():
+        for name, value in case_properties(case, gate_sources(result, case)).items():
             self.user_properties.append((name, value))
         if case.verdict == "fail":
             raise GateFailure(gate_failure_text(case))

@@ -65,6 +65,7 @@ from pytest_robusttest.plan import (
     ModelSuite,
     PlannedCase,
 )
+from pytest_robusttest.progress import TerminalProgress, terminal_progress
 from robusttest.options import RunSettings
 
 # pytest's own exit statuses are 0-6 (6: --max-warnings, pytest 9); robusttest adds this one,
@@ -341,7 +342,22 @@ class RobustSession:
             kind = FAILURE_TYPES.get(call.excinfo.type)
             if kind is not None:  # a plain attribute: it travels with the report under xdist
                 report.robusttest_failure_type = kind  # type: ignore[attr-defined]
+        if isinstance(item, RobustCaseItem) and call.when == "setup":
+            self._book_share(item, report)
         return report
+
+    def _book_share(self, item: RobustCaseItem, report: pytest.TestReport) -> None:
+        """A case's setup time: its share of the evaluation (``run.case_seconds``), not the
+        evaluation itself, which the first item to ask would otherwise hold whole (and, under
+        xdist, each worker's first item its wait). JUnit, pytest-html and ``--durations``
+        read this duration; the shares add up to the evaluation's wall time."""
+        waited = item.evaluation_seconds
+        result = self._results.get(item.model_suite.key)
+        if waited is None or result is None:
+            return
+        share = (result.run.get("case_seconds") or {}).get(item.case.case_id)
+        if isinstance(share, (int, float)) and not isinstance(share, bool):
+            report.duration = max(report.duration - waited, 0.0) + float(share)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -534,6 +550,7 @@ class RobustSession:
             seed=s.seed,
             repeats=s.repeats,
             limit=s.limit,
+            gates=s.gates,
         )
         return _Loaded(runner=runner, suite=suite, dataset=dataset)
 
@@ -632,6 +649,7 @@ class RobustSession:
             if loaded is None:  # an xdist worker without results from the controller
                 loaded = self._load(ms.model, ms.suite_ref)
             s = self.settings
+            progress = self._progress(in_thread)
             options = EngineOptions(
                 batch_size=s.batch_size,
                 workers=s.workers,
@@ -639,18 +657,22 @@ class RobustSession:
                 device=s.device,
                 cache=s.cache,
                 cache_dir=s.cache_dir or self._cache_dir() if s.cache else None,
-                progress=None,  # a bar only when stderr is a terminal (e.g. with -s)
+                progress=progress if progress is not None else False,
                 stop=self._stop,
             )
-            result = evaluate(
-                loaded.runner,
-                loaded.suite,
-                loaded.dataset,
-                options,
-                cases=cases,
-                selected_by=self.selection.by,
-                frontier=s.frontier,
-            )
+            try:
+                result = evaluate(
+                    loaded.runner,
+                    loaded.suite,
+                    loaded.dataset,
+                    options,
+                    cases=cases,
+                    selected_by=self.selection.by,
+                    frontier=s.frontier,
+                )
+            finally:
+                if progress is not None:
+                    progress.close()
         except RobustTestError as exc:
             self._errors[key] = f"could not evaluate {self._describe(key)}: {exc}"
             return
@@ -671,6 +693,13 @@ class RobustSession:
             # pytest_sessionfinish still writes the reports, marked incomplete.
             self.interrupted_in = str(result.run.get("stopped_in") or "evaluation")
             raise KeyboardInterrupt
+
+    def _progress(self, in_thread: bool) -> TerminalProgress | None:
+        """The evaluation's progress in pytest's terminal (not on an xdist worker, whose
+        output nobody sees: the controller shows it)."""
+        if self.is_worker:
+            return None
+        return terminal_progress(self.config, main_thread=not in_thread)
 
     def _cache_dir(self) -> Path | None:
         # Under .pytest_cache (cleared by --cache-clear) rather than the engine's default

@@ -9,7 +9,8 @@ bounded by the batch (plus the records, a few numbers per image and condition).
 from __future__ import annotations
 
 import threading
-from collections import deque
+import time
+from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,10 +30,12 @@ from robusttest.gates import CLEAN
 from robusttest.models import ModelRunner, postprocess, preprocess, resize
 from robusttest.models.runner import check_outputs
 from robusttest.noise import SAMPLER_VERSION, NoiseSpec, check_images
+from robusttest.progress import ProgressListener
 from robusttest.results import ImageRecord
 from robusttest.suite import Suite
 
-ProgressFn = Callable[[int], None]
+# after each batch × condition × repeat: its images, and whether it was the batch's last
+ProgressFn = Callable[[int, bool], None]
 
 # Lanes hold one item each (a few float copies of its batch at native size): a batch whose
 # pixels times the lanes exceed this runs on its own instead (e.g. 16 NIH images of 1024²
@@ -50,7 +53,9 @@ class EngineOptions:
     threads: int | None = None
     cache: bool = True
     cache_dir: Path | None = None
-    progress: bool | None = None  # None: a bar only when stderr is a terminal
+    # a listener (robusttest.progress) gets each Progress; True/None: a tqdm bar on stderr
+    # (None: only when stderr is a terminal); False: nothing
+    progress: bool | ProgressListener | None = None
     gallery: int = 2  # sample images shown per condition (plus the worst case)
     lanes: int | None = None  # items in parallel, each single-threaded; None: Evaluator.lanes
     # set from another thread to stop as Ctrl-C does (the result is marked incomplete)
@@ -90,17 +95,21 @@ class _Item:
     context: str
     cached: list[Scored] | None
     last: bool  # the batch's last item
+    seconds: float = 0.0  # how long compute took (its condition's share of the run time)
 
     def compute(self, runner: ModelRunner) -> list[Scored]:
         if self.cached is not None:
             return self.cached
+        t0 = time.perf_counter()
         w, ev = self.work, self.work.evaluator
         x = w.x
         assert x is not None  # made by _Work.items for every uncached item
         xin = ev.noisy(x, self.spec, w.ids, self.repeat, w.spacing)
         with torch.inference_mode():
             probs = ev.infer(xin, w.ids, out_size=(x.shape[-2], x.shape[-1]), runner=runner)
-        return ev.score(probs, w.batch, w.truth)
+        scored = ev.score(probs, w.batch, w.truth)
+        self.seconds = time.perf_counter() - t0
+        return scored
 
 
 class _Work:
@@ -136,15 +145,16 @@ class _Work:
             yield _Item(self, condition, spec, repeat, ctx, cached, k == n_cond - 1)
 
     def run_here(self, runner: ModelRunner, progress: ProgressFn | None) -> Iterator[ImageRecord]:
-        """Every item in this thread, one after another; then the batch counts as done."""
+        """Every item in this thread, one after another."""
         for item in self.items():
             faults.checkpoint("inference")
             yield from self.emit(item, item.compute(runner))
-        if progress is not None:
-            progress(len(self.batch))
+            if progress is not None:
+                progress(len(self.batch), item.last)
 
     def emit(self, item: _Item, scored: list[Scored]) -> Iterator[ImageRecord]:
         """Store fresh outputs in the cache, then the item's records in image order."""
+        self.evaluator.condition_seconds[item.condition] += item.seconds
         if item.cached is None and self.cache is not None:
             self.cache.put_many(
                 item.context,
@@ -206,6 +216,9 @@ class Evaluator:
         self.cache_problem: str | None = None  # why the output cache was bypassed, if it was
         self.spacing_seen: set[bool] = set()  # whether each batch's pixel spacing was known
         self.spacings: dict[str, float | None] = {}  # each image's pixel spacing (mm), if known
+        # seconds the model, noise and metrics took per condition (all repeats; summed over
+        # lanes, so only their proportions mean something): how the run time is shared
+        self.condition_seconds: defaultdict[str, float] = defaultdict(float)
 
     def spacing_known(self) -> bool | None:
         """True when every image evaluated had a known pixel spacing, False when none had,
@@ -425,8 +438,8 @@ class Evaluator:
             faults.checkpoint("inference")  # where Ctrl-C lands while the lanes compute
             work, item, done = window.popleft()
             yield from work.emit(item, done.result())
-            if item.last and progress is not None:
-                progress(len(work.batch))
+            if progress is not None:
+                progress(len(work.batch), item.last)
 
         try:
             for batch in batches:

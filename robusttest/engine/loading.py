@@ -18,6 +18,7 @@ from robusttest.errors import ConfigError, ModelError
 from robusttest.models import ModelRunner, build_card, load_model, stored_card_fields
 from robusttest.resources import resolve_model_ref
 from robusttest.suite import DEFAULT_SUITE_FOR_TASK, CaseSpec, Suite, load_suite
+from robusttest.suite.layers import GateOverride, apply_gate_overrides
 
 
 @dataclass(frozen=True)
@@ -251,14 +252,21 @@ def prepare(
     seed: int | None = None,
     repeats: int | None = None,
     limit: int | None = None,
+    gates: Sequence[GateOverride | str] = (),
 ) -> tuple[ModelRunner, Suite, Dataset]:
-    """Load the model and suite, apply run-time overrides, open the data (no evaluation)."""
+    """Load the model and suite, apply run-time overrides, open the data (no evaluation).
+
+    ``gates``: changes to the suite's gates (``GateOverride`` or its text, e.g.
+    ``"dice.max_drop=0.05"``), applied in order; the suite's hash covers the result."""
     if repeats is not None and repeats < 1:
         raise ConfigError(f"repeats: {repeats} is not >= 1 (K noise repeats per condition)")
     if limit is not None and limit < 1:
         raise ConfigError(f"limit: {limit} is not >= 1")
+    overrides = [
+        g if isinstance(g, GateOverride) else GateOverride.parse(g, "gates") for g in gates
+    ]
     runner, s = load_model_and_suite(model, suite, device=device, threads=threads)
-    s = s.with_overrides(seed=seed, repeats=repeats)
+    s = apply_gate_overrides(s.with_overrides(seed=seed, repeats=repeats), overrides)
     if limit is not None:
         s = replace(s, data=replace(s.data, limit=limit))
     return runner, s, open_suite_data(s, data_root)

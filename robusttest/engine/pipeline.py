@@ -18,8 +18,8 @@ import shlex
 import subprocess
 import sys
 import time
-from collections import defaultdict
-from collections.abc import Callable, Collection, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import torch
 
 from robusttest import __version__, faults
 from robusttest.data import Dataset
-from robusttest.engine.evaluation import EngineOptions, Evaluator, ProgressFn
+from robusttest.engine.evaluation import EngineOptions, Evaluator
 from robusttest.engine.frontier import (
     FRONTIER_SUFFIX,
     FrontierSearch,
@@ -41,29 +41,93 @@ from robusttest.engine.summary import adjust_p_values, iter_cases
 from robusttest.errors import DataError, RobustTestError
 from robusttest.gates import CLEAN
 from robusttest.models import ModelRunner
+from robusttest.progress import Progress, ProgressListener, tqdm_bar
 from robusttest.results import CaseResult, FrontierResult, ImageRecord, RunResult
 from robusttest.suite import Suite
+from robusttest.suite.layers import GateOverride
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _progress_bar(
-    total: int, enabled: bool | None, desc: str
-) -> tuple[ProgressFn | None, Callable[[], None]]:
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return None, lambda: None
-    from tqdm import tqdm
+class _Tracker:
+    """Counts the work done and tells the listener (see robusttest.progress)."""
 
-    bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
+    def __init__(self, listener: ProgressListener, label: str, total: int, ev: Evaluator):
+        self.listener = listener
+        self.label = label
+        self.total = total
+        self.conditions = len(ev.condition_names)
+        self.repeats = ev.suite.repeats
+        self.units = max(total * len(ev.conditions), 1)  # batch × condition × repeat, by image
+        self.done = self.units_done = self.cases_done = self.cases_total = 0
+        self.gallery = False
+        self.t0 = time.perf_counter()
 
-    def update(n: int) -> None:
-        bar.update(n)
+    def report(self, finished: bool = False) -> None:
+        self.listener(
+            Progress(
+                label=self.label,
+                images_done=self.done,
+                images_total=self.total,
+                conditions=self.conditions,
+                repeats=self.repeats,
+                elapsed=time.perf_counter() - self.t0,
+                fraction=self.units_done / self.units,
+                cases_done=self.cases_done,
+                cases_total=self.cases_total,
+                gallery=self.gallery,
+                finished=finished,
+            )
+        )
 
-    return update, bar.close
+    def advance(self, n: int, batch_done: bool) -> None:
+        self.units_done += n
+        self.done += n if batch_done else 0
+        self.report()
+
+    def case(self, total: int) -> None:
+        self.cases_total = total
+        self.cases_done += 1
+        self.report()
+
+    def thumbnails(self) -> None:
+        self.gallery = True
+        self.report()
+
+
+def _listener(
+    progress: bool | ProgressListener | None,
+) -> tuple[ProgressListener | None, Callable[[], None]]:
+    if callable(progress):
+        return progress, lambda: None
+    return tqdm_bar(progress)
+
+
+def case_seconds(
+    cases: Sequence[CaseResult],
+    condition_seconds: Mapping[str, float],
+    statistics_seconds: Mapping[str, float],
+    total: float,
+) -> dict[str, float]:
+    """Each case's share of a run's ``total`` seconds: the model, noise and metric time of
+    its condition, split evenly between the cases on that condition, plus the time of its
+    own statistics; scaled so that the shares add up to ``total`` (decoding, the gallery
+    and the lanes' overlap are spread in proportion). Evenly when nothing was timed (every
+    output from the cache)."""
+    if not cases:
+        return {}
+    on_condition = Counter(c.condition for c in cases)
+    raw = {
+        c.case_id: condition_seconds.get(c.condition, 0.0) / on_condition[c.condition]
+        + statistics_seconds.get(c.case_id, 0.0)
+        for c in cases
+    }
+    spent = sum(raw.values())
+    if spent <= 0.0:
+        raw, spent = dict.fromkeys(raw, 1.0), float(len(raw))
+    return {cid: round(v * total / spent, 6) for cid, v in raw.items()}
 
 
 def package_versions() -> dict[str, str]:
@@ -247,11 +311,15 @@ def evaluate(
     grid_ids, frontier_ids = _split_selection(suite, runner, dataset, cases)
     cases_set = set(cases or ())
     ev = Evaluator(runner, dataset, suite, options, cases=grid_ids)
-    update, close = _progress_bar(len(dataset), options.progress, f"{suite.name}")
+    listener, close = _listener(options.progress)
+    label = f"{runner.path.name} × {suite.name}"
+    tracker = _Tracker(listener, label, len(dataset), ev) if listener is not None else None
     stop = _Stop()
     records: list[ImageRecord] = []
     try:
-        for rec in ev.records(update):
+        if tracker is not None:
+            tracker.report()
+        for rec in ev.records(tracker.advance if tracker is not None else None):
             records.append(rec)
             if options.stop is not None and options.stop.is_set():
                 raise KeyboardInterrupt
@@ -287,13 +355,19 @@ def evaluate(
     # report says "incomplete: 0 images" rather than failing gates on n = 0.
     judged = [c.case_id for c in ev.cases if frontier_ids is None or c.case_id in cases_set]
     results: list[CaseResult] = []
+    statistics_seconds: dict[str, float] = {}
     if records:
         try:
+            t_case = time.perf_counter()
             for case in iter_cases(
                 records, suite, ev.plan, judged, spacing_known=ev.spacing_known()
             ):
                 faults.checkpoint("statistics")
                 results.append(case)
+                statistics_seconds[case.case_id] = time.perf_counter() - t_case
+                if tracker is not None:
+                    tracker.case(len(judged))
+                t_case = time.perf_counter()
             results = adjust_p_values(results)
         except KeyboardInterrupt:  # the cases finished so far stay, without Holm
             stop.interrupt("statistics")
@@ -308,6 +382,8 @@ def evaluate(
     if not stop.stopped:
         try:
             faults.checkpoint("gallery")
+            if tracker is not None and options.gallery:
+                tracker.thumbnails()
             gallery = make_gallery(ev, records)
         except KeyboardInterrupt:
             stop.interrupt("gallery")
@@ -342,7 +418,14 @@ def evaluate(
             "backend": runner.backend,
             "card": runner.card.to_dict(),
         },
-        "suite": {"name": suite.name, "sha256": suite.sha256, "definition": suite.to_dict()},
+        "suite": {
+            "name": suite.name,
+            "sha256": suite.sha256,
+            "definition": suite.to_dict(),
+            # where the definition came from: the suites it extends, each gate entry's source
+            "extends": list(suite.extends),
+            "gate_sources": dict(sorted(suite.gate_sources.items())),
+        },
         "data": {
             "adapter": dataset.name,
             "manifest_hash": dataset.manifest_hash(),
@@ -368,11 +451,14 @@ def evaluate(
         "packages": package_versions(),
     }
     warnings_ = [ev.cache_problem] if ev.cache_problem else []
+    t_total = time.perf_counter() - t0
     run_info = {
         "started_at": started,
         "finished_at": _now(),
         "seconds_evaluation": round(t_eval, 3),
-        "seconds_total": round(time.perf_counter() - t0, 3),
+        "seconds_total": round(t_total, 3),
+        # each case's share of seconds_total (case_seconds): what JUnit books per case
+        "case_seconds": case_seconds(results, ev.condition_seconds, statistics_seconds, t_total),
         "device": runner.device,
         "host": platform.node(),
         "platform": platform.platform(),
@@ -389,6 +475,8 @@ def evaluate(
         "stopped_in": stop.phase,
         **search_facts,
     }
+    if tracker is not None:
+        tracker.report(finished=True)
     return RunResult(
         cases=tuple(results),
         records=tuple(records),
@@ -441,11 +529,12 @@ def run(
     threads: int | None = None,
     cache: bool = True,
     cache_dir: str | Path | None = None,
-    progress: bool | None = None,
+    progress: bool | ProgressListener | None = None,
     gallery: int = 2,
     lanes: int | None = None,
     cases: Collection[str] | None = None,
     frontier: bool = False,
+    gates: Sequence[GateOverride | str] = (),
 ) -> RunResult:
     """Evaluate ``model`` under ``suite`` (default: chosen from the model card's task).
 
@@ -454,6 +543,10 @@ def run(
     evaluate and judge only these case ids of the grid (their numbers are those of the
     whole grid's run, except the Holm adjustment, which spans the cases judged).
     ``frontier``: search every gated case's failure frontier (``RunResult.frontiers``).
+    ``gates``: changes to the suite's gates, as ``--robust-gate`` takes them
+    (``["dice.max_drop=0.05", "gaussian:dice.max_drop=0.2"]``). ``progress``: a listener
+    called with each ``robusttest.progress.Progress``, or whether to show a tqdm bar
+    (None: when stderr is a terminal).
 
     >>> result = robusttest.run("fixtures/models/lungs_tinyunet.onnx")  # doctest: +SKIP
     >>> result.passed, result.counts()                                  # doctest: +SKIP
@@ -467,6 +560,7 @@ def run(
         seed=seed,
         repeats=repeats,
         limit=limit,
+        gates=gates,
     )
     options = EngineOptions(
         batch_size=batch_size,

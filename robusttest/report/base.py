@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Literal
 from robusttest import faults
 from robusttest.errors import ConfigError, RobustTestError
 from robusttest.fsutil import atomic_write_bytes
+from robusttest.gates import GateTable, table_entries
 from robusttest.registry import Registry
 from robusttest.results import CaseResult, RunResult
 
@@ -276,6 +277,126 @@ def summary_line(result: RunResult) -> str:
     return line
 
 
+# the first words of a gate source that did not come from a suite file (robusttest.suite.
+# layers spells them): such gates are overrides, which the reports point out
+OVERRIDE_SOURCES = ("command line:", "ini:", "argument:")
+
+
+def _suite_provenance(result: RunResult, suite: str) -> Mapping[str, Any] | None:
+    for prov in result.run_provenances():
+        block = prov.get("suite")
+        if isinstance(block, Mapping) and block.get("name") == suite:
+            return block
+    return None
+
+
+def gate_sources(result: RunResult, case: CaseResult) -> dict[str, str]:
+    """Where each limit of a case's gate (and its judge mode, ``on``) came from, by kind:
+    ``suite: lungs.yaml``, ``extended suite: ...``, ``command line: --robust-gate ...``,
+    ``ini: robusttest_gate ...``; empty when the results do not say (older files)."""
+    block = _suite_provenance(result, case.suite)
+    if block is None or not isinstance(block.get("gate_sources"), Mapping):
+        return {}
+    sources: Mapping[str, Any] = block["gate_sources"]
+    definition = block.get("definition")
+    gates = definition.get("gates") if isinstance(definition, Mapping) else None
+    if not isinstance(gates, Mapping):
+        return {}
+    try:
+        table = GateTable.from_dict(gates)
+        paths = table.explain(case.metric, case.condition, case.noise)
+    except (TypeError, ValueError, AttributeError):  # a malformed table: say nothing
+        return {}
+    return {kind: str(sources.get(path, "default")) for kind, path in paths.items()}
+
+
+def gate_source_text(sources: Mapping[str, str]) -> str:
+    """``min: suite: lungs.yaml; max_drop: command line: --robust-gate dice.max_drop=0.03``."""
+    return "; ".join(f"{kind}: {src}" for kind, src in sources.items())
+
+
+def gate_table_rows(result: RunResult) -> list[tuple[str, str, Any, str, bool]]:
+    """Every entry of each evaluated suite's effective gate table: (suite, path, value,
+    source, whether it is a whole level), in table order; a level appears itself only when
+    it is null (no limits from there on)."""
+    rows: list[tuple[str, str, Any, str, bool]] = []
+    seen: set[str] = set()
+    for prov in result.run_provenances():
+        block = prov.get("suite")
+        if not isinstance(block, Mapping) or not isinstance(block.get("gate_sources"), Mapping):
+            continue
+        name = str(block.get("name"))
+        if name in seen:
+            continue
+        seen.add(name)
+        sources: Mapping[str, Any] = block["gate_sources"]
+        gates = _get_gates(block)
+        levels = {p for p, v in table_entries(gates) if isinstance(v, Mapping) or v is None}
+        levels.discard("on")
+        for path, value in table_entries(gates):
+            if isinstance(value, Mapping) or (value is None and path not in sources):
+                continue  # a level holding limits (listed below it), or one nobody set
+            source = str(sources.get(path, "default"))
+            rows.append((name, path, value, source, path in levels))
+    return rows
+
+
+def _get_gates(block: Mapping[str, Any]) -> Any:
+    definition = block.get("definition")
+    return definition.get("gates") if isinstance(definition, Mapping) else None
+
+
+def gate_overrides(result: RunResult) -> list[str]:
+    """The gate overrides a run applied (command line, ini, argument), once each."""
+    out: list[str] = []
+    for prov in result.run_provenances():
+        block = prov.get("suite")
+        sources = block.get("gate_sources") if isinstance(block, Mapping) else None
+        if isinstance(sources, Mapping):
+            out += [str(s) for s in sources.values() if str(s).startswith(OVERRIDE_SOURCES)]
+    return list(dict.fromkeys(out))
+
+
+def suite_extends(result: RunResult) -> list[str]:
+    """The suites the evaluated suites extend ("ref (path)"), once each."""
+    out: list[str] = []
+    for prov in result.run_provenances():
+        block = prov.get("suite")
+        chain = block.get("extends") if isinstance(block, Mapping) else None
+        if isinstance(chain, list):
+            out += [str(x) for x in chain]
+    return list(dict.fromkeys(out))
+
+
+def case_seconds(result: RunResult) -> list[float | None]:
+    """Each case's share of its evaluation's time (``run.case_seconds``), in case order;
+    None where the results do not say. A merged result's cases come run by run."""
+    blocks = [b.get("case_seconds") for b in _runs(result) if b is not result.run]
+    if not blocks:
+        blocks = [result.run.get("case_seconds")]
+    tables = [b if isinstance(b, Mapping) else {} for b in blocks]
+    used: list[set[str]] = [set() for _ in tables]
+    out: list[float | None] = []
+    j = 0
+    for c in result.cases:
+        found = next(
+            (
+                k
+                for k in range(j, len(tables))
+                if c.case_id in tables[k] and c.case_id not in used[k]
+            ),
+            None,
+        )
+        if found is None:
+            out.append(None)
+            continue
+        j = found
+        used[j].add(c.case_id)
+        v = tables[j][c.case_id]
+        out.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
+    return out
+
+
 def coverage_lines(result: RunResult) -> list[str]:
     """What the cases cover, one line each: a selection smaller than the grid (and how it
     was made), and every name of the model or the data that got no case, with why."""
@@ -296,7 +417,12 @@ __all__ = [
     "ReportsInterrupted",
     "RunState",
     "Written",
+    "case_seconds",
     "coverage_lines",
+    "gate_overrides",
+    "gate_source_text",
+    "gate_sources",
+    "gate_table_rows",
     "get_renderer",
     "mark_interrupted",
     "register_renderer",
@@ -304,6 +430,7 @@ __all__ = [
     "run_errors",
     "run_state",
     "run_warnings",
+    "suite_extends",
     "summary_line",
     "unit_of",
     "verdict_word",

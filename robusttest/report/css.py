@@ -43,6 +43,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.r-fail td{background:#fdecea}tr.r-error td{background:#fff1e6}
 .reason{color:var(--muted);font-size:12px;white-space:normal}
 .lvl{color:var(--muted)}
+a.override{font-size:11px;color:var(--fail);text-decoration:none;white-space:nowrap}
+tr.override td{background:#fff4e5}
 table.heatmap td.heat{text-align:center;font-variant-numeric:tabular-nums;white-space:nowrap;
 border:1px solid #fff;min-width:52px;padding:2px 4px;font-size:12.5px;line-height:1.25}
 table.heatmap thead th{text-align:center}

@@ -23,8 +23,13 @@ from typing import Any
 
 from robusttest.gates import CLEAN
 from robusttest.report.base import (
+    OVERRIDE_SOURCES,
     Renderer,
     coverage_lines,
+    gate_overrides,
+    gate_source_text,
+    gate_sources,
+    gate_table_rows,
     register_renderer,
     run_errors,
     run_state,
@@ -270,12 +275,38 @@ def _unit_note(unit: str) -> str:
     return f" ({_e(unit)})" if unit else ""
 
 
-def _case_table(target: str, metric: str, cases: Sequence[CaseResult]) -> str:
+SHORT_SOURCE = {"command line": "cli", "ini": "ini", "argument": "arg"}
+
+
+def _gate_cell(c: CaseResult, sources: Mapping[str, str]) -> str:
+    """The gate, its sources as a tooltip, and a mark when the command line or the ini
+    file set one of its limits (the Gates section lists them)."""
+    if c.gate is None:
+        return "<td>—</td>"
+    kinds = [k for k, src in sources.items() if src.startswith(OVERRIDE_SOURCES)]
+    where = sources[kinds[0]].split(":", 1)[0] if kinds else ""
+    mark = (
+        f' <a class="override" href="#gates" title="{_e("; ".join(kinds))} set by the {_e(where)}">'
+        f"{_e(SHORT_SOURCE.get(where, where))}</a>"
+        if kinds
+        else ""
+    )
+    title = f' title="{_e(gate_source_text(sources))}"' if sources else ""
+    return f"<td{title}>{_e(c.gate.describe())}{mark}</td>"
+
+
+def _case_table(
+    target: str,
+    metric: str,
+    cases: Sequence[CaseResult],
+    sources: Sequence[Mapping[str, str]] | None = None,
+) -> str:
+    """``sources``: each case's gate sources (report.base.gate_sources), in case order."""
     hib = cases[0].higher_is_better
     unit = unit_of(cases[0])
     u = _unit_note(unit)
     rows = []
-    for c in cases:
+    for c, src in zip(cases, sources or [{} for _ in cases], strict=True):
         noisy = _fmt(c.noisy)
         if c.reason and not _ok(c.noisy):
             noisy = f'— <span class="reason">{_e(c.reason)}</span>'
@@ -290,7 +321,7 @@ def _case_table(target: str, metric: str, cases: Sequence[CaseResult]) -> str:
             f'<td class="num">{"—" if c.is_baseline else _fmt_signed(c.drop)}</td>'
             f'<td class="num">{"—" if c.is_baseline else _fmt_ci(c.ci_low, c.ci_high)}</td>'
             f'<td class="num" title="{_e(ptitle)}">{_fmt_p(c.p_adjusted)}</td>'
-            f"<td>{_e(c.gate.describe()) if c.gate is not None else '—'}</td>"
+            f"{_gate_cell(c, src)}"
             f'<td class="num" title="{_e(pts)}">{c.n}</td>'
             f"<td>{_badge(c.verdict)}</td></tr>"
         )
@@ -592,7 +623,9 @@ def _task_section(idx: int, task: str, result: RunResult) -> str:
     items = [g for g in result.gallery if g.suite == task]
     counts = {v: sum(1 for c in cases if c.verdict == v) for v in VERDICT_TEXT}
     summary = " · ".join(f"{counts[v]} {VERDICT_TEXT[v][1]}" for v in VERDICT_TEXT if counts[v])
-    tables = "".join(_case_table(t, m, pc) for t, m, pc in _panels(cases))
+    tables = "".join(
+        _case_table(t, m, pc, [gate_sources(result, c) for c in pc]) for t, m, pc in _panels(cases)
+    )
     return "\n".join(
         [
             f'<section class="task" id="task-{idx}">',
@@ -604,6 +637,57 @@ def _task_section(idx: int, task: str, result: RunResult) -> str:
             _gallery(items, _conditions(cases, items), cases),
             "</section>",
         ]
+    )
+
+
+def _override_note(result: RunResult) -> str:
+    overrides = gate_overrides(result)
+    if not overrides:
+        return ""
+    return (
+        '<p class="howto"><b>Gates overridden for this run</b> (not the suite\'s own): '
+        + "; ".join(f"<code>{_e(o)}</code>" for o in overrides)
+        + '. <a href="#gates">Every gate and its source</a>.</p>'
+    )
+
+
+def _gates(result: RunResult) -> str:
+    """Every entry of the effective gate tables and where it came from: the suite file, a
+    suite it extends, the command line or the ini file (overrides first in mind: they
+    change what a verdict means)."""
+    rows = gate_table_rows(result)
+    if not rows:
+        return ""
+    body = []
+    for suite, path, value, source, level in rows:
+        shown = (
+            _value(value)
+            if value is not None
+            else "null (no limits from here on)"
+            if level
+            else "null (limit removed)"
+        )
+        cls = ' class="override"' if source.startswith(OVERRIDE_SOURCES) else ""
+        body.append(
+            f"<tr{cls}><td><code>{_e(suite)}</code></td><td><code>{_e(path)}</code></td>"
+            f"<td>{shown}</td><td>{_e(source)}</td></tr>"
+        )
+    overrides = gate_overrides(result)
+    note = (
+        "<p><b>Overridden for this run:</b> " + "; ".join(_e(o) for o in overrides) + "</p>"
+        if overrides
+        else '<p class="muted">No gate was overridden for this run.</p>'
+    )
+    return (
+        '<section id="gates"><h2>Gates</h2>'
+        '<p class="muted">The effective gate table of each suite and where each entry came '
+        "from. A case takes the limits of the most specific entries: default, metric, "
+        "noise, condition.</p>"
+        + note
+        + '<div class="scroll"><table class="cases gates"><thead><tr><th>Suite</th>'
+        "<th>Entry</th><th>Value</th><th>From</th></tr></thead><tbody>"
+        + "".join(body)
+        + "</tbody></table></div></section>"
     )
 
 
@@ -646,6 +730,11 @@ def _provenance_one(prov: Mapping[str, Any]) -> str:
             ),
         ),
         ("suite sha256", f"<code>{_value(suite.get('sha256'))}</code>"),
+        *(
+            [("suite extends", " → ".join(_e(x) for x in suite["extends"]))]
+            if isinstance(suite.get("extends"), list) and suite["extends"]
+            else []
+        ),
         ("data adapter", _value(data.get("adapter"))),
         ("data manifest hash", f"<code>{_value(data.get('manifest_hash'))}</code>"),
         ("images evaluated", _value(data.get("n_images"))),
@@ -774,6 +863,7 @@ def render_html(result: RunResult, *, rendered_at: str | None = None) -> str:
     version = _get(result.provenance, "robusttest_version") or _get(first, "robusttest_version")
     nav = (
         " ".join(f'<a href="#task-{k}">{_e(t)}</a>' for k, t in enumerate(tasks))
+        + (' <a href="#gates">gates</a>' if gate_table_rows(result) else "")
         + ' <a href="#provenance">provenance</a> <a href="#run">run</a>'
     )
     title = _title(result)
@@ -798,11 +888,13 @@ def render_html(result: RunResult, *, rendered_at: str | None = None) -> str:
         + f" · robusttest {_e(version or '?')} · results schema {_e(result.schema_version)}</p>",
         "</header>",
         _banner(result),
+        _override_note(result),
         _coverage(result),
         _uninformative(result),
         HOW_TO_READ,
         f"<nav>Contents: {nav}</nav>",
         *(_task_section(k, t, result) for k, t in enumerate(tasks)),
+        _gates(result),
         _provenance(result.provenance),
         _run_block(result.run),
         "<footer>Generated by robusttest from the saved results only (no model or data "

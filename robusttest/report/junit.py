@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 
 from robusttest.gates import FAILING, UNINFORMATIVE
 from robusttest.report.base import (
     Renderer,
+    case_seconds,
     coverage_lines,
+    gate_overrides,
+    gate_source_text,
+    gate_sources,
     register_renderer,
     run_errors,
     run_state,
+    suite_extends,
     summary_line,
     unit_of,
 )
@@ -36,9 +42,13 @@ def _s(x: float | None) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else repr(float(x))
 
 
-def case_properties(case: CaseResult) -> dict[str, str]:
+def case_properties(
+    case: CaseResult, gate_sources: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The numbers of one case as strings, for JUnit <property> elements: one ``limit_*``
-    per limit of its gate, each beside the CI it is judged on."""
+    per limit of its gate, each beside the CI it is judged on; ``gate_source`` says where
+    each limit came from (``report.base.gate_sources``: suite file, extended suite,
+    command line, ini)."""
     out = {
         "metric": case.metric,
         "target": case.target,
@@ -59,6 +69,7 @@ def case_properties(case: CaseResult) -> dict[str, str]:
         out.update({f"limit_{kind}": _s(v) for kind, v in case.gate.limits().items()})
         out["judged_on"] = case.gate.on
     out["gate"] = case.gate.describe() if case.gate is not None else ""
+    out["gate_source"] = gate_source_text(gate_sources or {}) if case.gate is not None else ""
     out["failed_limits"] = ",".join(case.failed_limits)
     out["p_adjusted"] = _s(case.p_adjusted)
     out["test"] = case.test or ""
@@ -85,6 +96,8 @@ def suite_properties(result: RunResult, suite_name: str | None = None) -> list[t
             ("suite", str(suite.get("name", ""))),
             ("suite_sha256", str(suite.get("sha256", ""))),
         ]
+    out += [("suite_extends", chain) for chain in suite_extends(result)]
+    out += [("gate_override", label) for label in gate_overrides(result)]
     out.append(("completed", str(result.completed).lower()))
     out += [("incomplete", why) for why in result.incomplete_reasons()]
     out += [("coverage", line) for line in coverage_lines(result)]
@@ -100,6 +113,7 @@ class JUnitRenderer(Renderer):
     def render(self, result: RunResult, *, rendered_at: str) -> str:
         suites = ET.Element("testsuites")
         by_suite: dict[str, list[CaseResult]] = {}
+        seconds = {id(c): t for c, t in zip(result.cases, case_seconds(result), strict=True)}
         for c in result.cases:
             by_suite.setdefault(c.suite, []).append(c)
         fronts: dict[str, list[FrontierResult]] = {}
@@ -117,6 +131,7 @@ class JUnitRenderer(Renderer):
             failures = verdicts.count("fail")
             errors = verdicts.count("error")
             skipped = verdicts.count(UNINFORMATIVE)
+            times = [seconds.get(id(c)) for c in cases]
             ts = ET.SubElement(
                 suites,
                 "testsuite",
@@ -126,15 +141,18 @@ class JUnitRenderer(Renderer):
                 errors=str(errors + extra),
                 skipped=str(skipped),
                 timestamp=rendered_at,
+                time=_t(sum(t for t in times if t is not None)),
             )
             props = ET.SubElement(ts, "properties")
             ET.SubElement(props, "property", name="summary", value=summary_line(result))
             for k, v in suite_properties(result, name):
                 ET.SubElement(props, "property", name=k, value=v)
-            for c in cases:
+            for c, t in zip(cases, times, strict=True):
                 tc = ET.SubElement(ts, "testcase", classname=f"robusttest.{name}", name=c.case_id)
+                if t is not None:  # the case's share of the evaluation (run.case_seconds)
+                    tc.set("time", _t(t))
                 cp = ET.SubElement(tc, "properties")
-                for k, v in case_properties(c).items():
+                for k, v in case_properties(c, gate_sources(result, c)).items():
                     ET.SubElement(cp, "property", name=k, value=v)
                 if c.verdict in FAILING:
                     tag, kind = (
@@ -172,6 +190,10 @@ class JUnitRenderer(Renderer):
                 el.text = "\n".join(lines)
         ET.indent(suites)
         return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+
+
+def _t(seconds: float) -> str:
+    return f"{seconds:.3f}"
 
 
 def _suite_name(result: RunResult) -> str:

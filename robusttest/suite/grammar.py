@@ -622,6 +622,13 @@ def _top_level(task: str | None, noise: Any, gates: Any) -> dict[str, Any]:
     what = f"{task} metric" if task else "metric"
     return {
         "name": _key(optional(NAME), None, "the suite's name (default: the file's name)"),
+        "extends": _key(
+            optional(NAME),
+            None,
+            "a suite this one builds on: a built-in name or a YAML path relative to this "
+            "file; this file's keys override its keys (data, model, bootstrap and gates "
+            "merge key by key, noise family by family; `FAMILY: false` drops one)",
+        ),
         "description": _key(TEXT, "", "one line for reports"),
         "task": _key(
             Rule(TASK.check, {"const": task}) if task else TASK, ..., "the kind of model it tests"

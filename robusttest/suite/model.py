@@ -63,6 +63,11 @@ class Suite:
     # {metric: the required level (min_level) or None}
     frontier: Mapping[str, Mapping[str, float | None] | None] = field(default_factory=dict)
     source: str = "<memory>"
+    # where it came from, not what it is (so not hashed; provenance): the suites it extends
+    # ("name (path)", nearest first) and each gate table entry's source (robusttest.suite.
+    # layers: "metrics.dice.max_drop" -> "command line: --robust-gate dice.max_drop=0.1")
+    extends: tuple[str, ...] = ()
+    gate_sources: Mapping[str, str] = field(default_factory=dict)
     sha256: str = ""  # derived: recomputed on every construction (replace, with_overrides)
 
     def __post_init__(self) -> None:
@@ -135,6 +140,13 @@ class Suite:
                         )
                     )
         return out
+
+    def gate_source(self, metric: str, condition: str, noise: str | None) -> dict[str, str]:
+        """Where each limit (and the judge mode, ``on``) of a case's gate came from."""
+        return {
+            key: self.gate_sources.get(path, "default")
+            for key, path in self.gates.explain(metric, condition, noise).items()
+        }
 
     def with_overrides(self, **kw: Any) -> Suite:
         """A copy with the given fields replaced (None = keep); __post_init__ re-hashes."""

@@ -162,8 +162,9 @@ def test_junit_properties_equal_the_json_numbers(project: pytest.Pytester, model
     assert sorted(junit) == sorted(IDS) == sorted(cases)
     keys = ["metric", "target", "noise", "level", "clean", "noisy", "noisy_ci_low"]
     keys += ["noisy_ci_high", "drop", "ci_low", "ci_high", "relative_drop", "relative_ci_low"]
-    keys += ["relative_ci_high", "limit_min", "judged_on", "gate", "failed_limits"]
-    keys += ["p_adjusted", "test", "test_unit", "n", "n_patients", "verdict", "unit"]
+    keys += ["relative_ci_high", "limit_min", "judged_on", "gate", "gate_source"]
+    keys += ["failed_limits", "p_adjusted", "test", "test_unit", "n", "n_patients"]
+    keys += ["verdict", "unit"]
     for case_id, props in junit.items():
         assert list(props) == keys
         case = cases[case_id]
@@ -174,6 +175,7 @@ def test_junit_properties_equal_the_json_numbers(project: pytest.Pytester, model
         assert props["unit"] == case["unit"] == ""  # dice: a fraction
         assert float(props["limit_min"]) == case["gate"]["min"] == 0.0
         assert props["gate"] == "min 0 (on ci)"
+        assert props["gate_source"] == f"min: suite: {project.path / 'tiny.yaml'}; on: default"
     assert math.isclose(float(junit["lungs-dice[quantum-dose10]"]["level"]), 0.1)
     # the family defaults to xunit1: testcases keep their file attribute
     assert 'file="tiny.yaml"' in (project.path / "junit.xml").read_text()

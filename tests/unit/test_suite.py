@@ -183,7 +183,7 @@ def test_level_errors_name_the_path(tmp_path: Path, noise: str, level: str, expe
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
     msg = load_error(tmp_path, BASE + "bogus: 1\n")
-    assert msg.startswith("bogus: unknown key; allowed: name, description, task, data")
+    assert msg.startswith("bogus: unknown key; allowed: name, extends, description, task, data")
     assert "gates" in msg
 
 
