@@ -345,6 +345,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         lanes=settings.lanes,
                         cache=settings.cache,
                         cache_dir=settings.cache_dir,
+                        shards=settings.shards,
+                        backend=settings.backend,
+                        ray_address=settings.ray_address,
                     )
                 )
                 if run_state(results[-1]) == "interrupted":

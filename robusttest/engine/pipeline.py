@@ -10,6 +10,7 @@ Images that cannot be read are collected, not fatal at the first: under
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import os
@@ -31,8 +32,16 @@ from robusttest.data import Dataset
 from robusttest.engine.evaluation import EngineOptions, Evaluator, ProgressFn
 from robusttest.engine.gallery import make_gallery
 from robusttest.engine.loading import prepare
+from robusttest.engine.shards import (
+    LocalExecutor,
+    ShardExecutor,
+    ShardOutcome,
+    auto_count,
+    merge_outcomes,
+    plan_shards,
+)
 from robusttest.engine.summary import adjust_p_values, iter_cases
-from robusttest.errors import DataError, RobustTestError
+from robusttest.errors import ConfigError, DataError, RobustTestError
 from robusttest.models import ModelRunner
 from robusttest.results import CaseResult, ImageRecord, RunResult
 from robusttest.suite import Suite
@@ -191,12 +200,19 @@ def evaluate(
     *,
     cases: Collection[str] | None = None,
     selected_by: str | None = None,
+    executor: ShardExecutor | None = None,
 ) -> RunResult:
     """Evaluate an already loaded model on an opened dataset.
 
     ``cases``: the ids of the grid's cases to evaluate and judge (None: the whole grid);
     only their conditions are computed. ``selected_by``: how they were chosen, in words
     (e.g. ``pytest -m quantum``), recorded with them in ``provenance["selection"]``.
+
+    The evaluation is split into ``options.shards`` shards (engine.shards; default: the
+    executor's plan) that ``executor`` runs (default: here, one after another; a Ray
+    cluster with ``engine.ray_backend.RayExecutor``); their records are merged here, then
+    the statistics, the gallery and the provenance are computed once. The numbers do not
+    depend on the shards or where they ran.
 
     Ctrl-C during the evaluation, the statistics or the gallery, and bad input met on the
     way (an unreadable image, a model output with NaN), end in a RunResult that keeps
@@ -207,24 +223,41 @@ def evaluate(
     started = _now()
     t0 = time.perf_counter()
     ev = Evaluator(runner, dataset, suite, options, cases=cases)
-    update, close = _progress_bar(len(dataset), options.progress, f"{suite.name}")
+    executor = executor or LocalExecutor()
     stop = _Stop()
-    records: list[ImageRecord] = []
+    outcomes: list[ShardOutcome] = []
     try:
-        for rec in ev.records(update):
-            records.append(rec)
-            if options.stop is not None and options.stop.is_set():
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        stop.interrupt("evaluation")
-    except RobustTestError as exc:  # e.g. NaN outputs: the model's problem, not the image's
-        stop.fail("evaluation", str(exc))
+        count = options.shards or auto_count(len(dataset), executor.slots(ev), options.batch_size)
+        shards = plan_shards(len(dataset), ev.items(), count, align=options.batch_size)
+        total = sum(s.n_images for s in shards)
+        update, close = _progress_bar(total, options.progress, f"{suite.name}")
+        try:
+            with contextlib.closing(executor.run(ev, shards, update)) as stream:
+                for outcome in stream:
+                    outcomes.append(outcome)
+                    if outcome.interrupted or outcome.error is not None:
+                        break
+        except KeyboardInterrupt:
+            stop.interrupt("evaluation")
+        finally:
+            close()
     finally:
-        close()
+        executor.close()
+    t_merge = time.perf_counter()
+    warn = not executor.shows_warnings
+    merged = merge_outcomes(ev, shards, outcomes, warn_skipped=warn)
+    if merged.interrupted:
+        stop.interrupt("evaluation")
+    if merged.error is not None:
+        stop.fail("evaluation", merged.error)
+    elif merged.missing and not stop.stopped:  # the executor stopped before every shard
+        stop.interrupt("evaluation")
+    records = merged.records
     if stop.stopped:
         records = _complete_images(records, len(ev.conditions))
     records.sort(key=lambda r: (r.image_id, r.condition, r.repeat))
     t_eval = time.perf_counter() - t0
+    seconds_merge = time.perf_counter() - t_merge
 
     errors: list[str] = [] if stop.error is None else [stop.error]
     problem: str | None = None  # one line: why the cases are not judged
@@ -320,6 +353,14 @@ def evaluate(
         "batch_size": options.batch_size,
         "workers": options.workers,
         "lanes": ev.lanes(),
+        "shards": {
+            "backend": executor.name,
+            "count": merged.total,
+            "done": merged.done,
+            "seconds": merged.seconds,
+            "where": sorted({w for w in merged.where if w is not None}),
+            "seconds_merge": round(seconds_merge, 3),
+        },
         "cache": bool(options.cache) and ev.cache_problem is None,
         "error": "interrupted" if stop.interrupted else (stop.error or problem),
         "errors": errors,
@@ -369,6 +410,9 @@ def run(
     gallery: int = 2,
     lanes: int | None = None,
     cases: Collection[str] | None = None,
+    shards: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> RunResult:
     """Evaluate ``model`` under ``suite`` (default: chosen from the model card's task).
 
@@ -376,6 +420,9 @@ def run(
     run at once (default: see ``Evaluator.lanes``). Neither changes a number. ``cases``:
     evaluate and judge only these case ids of the grid (their numbers are those of the
     whole grid's run, except the Holm adjustment, which spans the cases judged).
+    ``shards``: split the evaluation into that many shards (engine.shards); ``backend``:
+    where they run, ``local`` (here) or ``ray`` (a Ray cluster at ``ray_address``; see
+    docs/scale.md). Neither changes a number either.
 
     >>> result = robusttest.run("fixtures/models/lungs_tinyunet.onnx")  # doctest: +SKIP
     >>> result.passed, result.counts()                                  # doctest: +SKIP
@@ -400,6 +447,21 @@ def run(
         progress=progress,
         gallery=gallery,
         lanes=lanes,
+        shards=shards,
     )
     by = "robusttest.run(cases=...)" if cases is not None else None
-    return evaluate(runner, s, dataset, options, cases=cases, selected_by=by)
+    executor = executor_for(backend, ray_address)
+    return evaluate(runner, s, dataset, options, cases=cases, selected_by=by, executor=executor)
+
+
+def executor_for(backend: str, address: str | None = None) -> ShardExecutor | None:
+    """The executor of a backend name (None: the local one, the default)."""
+    if backend == "ray":
+        from robusttest.engine.ray_backend import RayExecutor
+
+        return RayExecutor(address)
+    if backend != "local":
+        raise ConfigError(f"backend: {backend!r} is not a backend; use local or ray")
+    if address is not None:
+        raise ConfigError("ray_address: only applies with backend='ray'")
+    return None
