@@ -347,6 +347,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         cache_dir=settings.cache_dir,
                         frontier=settings.frontier,
                         gates=settings.gates,
+                        shards=settings.shards,
+                        backend=settings.backend,
+                        ray_address=settings.ray_address,
                     )
                 )
                 if run_state(results[-1]) == "interrupted":

@@ -14,6 +14,7 @@ from robusttest.errors import RobustTestError
 EXTRAS: dict[str, dict[str, str]] = {
     "zoo": {"timm": "timm", "segmentation_models_pytorch": "segmentation-models-pytorch"},
     "dicom": {"pydicom": "pydicom"},
+    "ray": {"ray": "ray"},  # shards as tasks on a Ray cluster (engine.ray_backend)
 }
 
 

@@ -77,6 +77,28 @@ def parse_lanes(value: object) -> int:
     return _int(value, 1, "batch × condition items run at once, each on one core")
 
 
+def parse_shards(value: object) -> int:
+    return _int(value, 1, "deterministic pieces the evaluation splits into")
+
+
+BACKENDS: tuple[str, ...] = ("local", "ray")
+
+
+def parse_backend(value: object) -> str:
+    """``local`` | ``ray``; ``ray`` needs the ray extra installed (one line saying how)."""
+    text = str(value).strip().lower()
+    if text not in BACKENDS:
+        raise SettingsError(f"{value!r} is not a backend; use {' or '.join(BACKENDS)}")
+    if text == "ray":
+        from robusttest.extras import missing_packages
+
+        if missing_packages("ray"):
+            raise SettingsError(
+                "ray is not installed; install the ray extra: pip install 'robusttest[ray]'"
+            )
+    return text
+
+
 def parse_tolerance(value: object) -> tuple[str | None, str]:
     """``METRIC=VALUE`` (``hd95=2``, ``hd95=10%``: in the metric's unit or a percentage of
     the base value) or a bare ``VALUE`` for every metric; checked, kept as text."""
@@ -376,6 +398,33 @@ OPTIONS: tuple[RunOption, ...] = (
         parse=parse_lanes,
         cli="--lanes",
     ),
+    RunOption(
+        "shards",
+        "--robust-shards",
+        "split the evaluation into N deterministic shards (image ranges × conditions), "
+        "merged into one result (default: 1 in one process; 4 per pytest-xdist worker or "
+        "Ray slot, none smaller than a batch; results do not change)",
+        metavar="N",
+        parse=parse_shards,
+        cli="--shards",
+    ),
+    RunOption(
+        "backend",
+        "--robust-backend",
+        "where the shards run: local (this process; under pytest-xdist -n, the workers) or "
+        "ray (tasks on a Ray cluster, the ray extra; see docs/scale.md)",
+        metavar="NAME",
+        parse=parse_backend,
+        cli="--backend",
+    ),
+    RunOption(
+        "ray_address",
+        "--robust-ray-address",
+        "with --robust-backend ray: the cluster to connect to (auto, HOST:PORT or "
+        "ray://HOST:10001; default: RAY_ADDRESS, else a local Ray started for the run)",
+        metavar="ADDRESS",
+        cli="--ray-address",
+    ),
 )
 _BY_FIELD = {o.field: o for o in OPTIONS}
 
@@ -411,6 +460,9 @@ class RunSettings:
     batch_size: int = 16
     workers: int = 2
     lanes: int | None = None
+    shards: int | None = None
+    backend: str = "local"
+    ray_address: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # field -> where
 
     @property
@@ -461,6 +513,12 @@ class RunSettings:
             **values,
         )
         settings.check_outputs(names=cli_names)
+        if settings.ray_address is not None and settings.backend != "ray":
+            names = cli_names or {}
+            raise SettingsError(
+                f"{names.get('ray_address', option_for('ray_address').flag)}: only applies "
+                f"with {names.get('backend', option_for('backend').flag)} ray"
+            )
         return settings
 
     def baseline_tolerances(self) -> tuple[str | None, dict[str, str]]:

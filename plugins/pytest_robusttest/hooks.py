@@ -15,5 +15,6 @@ def pytest_robusttest_evaluated(
     config: pytest.Config, model: Path, suite: str, result: RunResult
 ) -> None:
     """Called once per (model, suite) right after it was evaluated, in the process that
-    evaluated it (the xdist controller under ``-n``; never on workers, which only read the
-    saved result). E.g. to upload the result or to count evaluations."""
+    merged its shards (the xdist controller under ``-n``; never on workers, which run
+    shards and read the saved result). E.g. to upload the result or to count
+    evaluations."""

@@ -127,6 +127,7 @@ class XdistHooks:
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[PAYLOAD_KEY] = self.session.worker_payload()
+        self.session.n_workers = int(node.workerinput.get("workercount", 1))
 
     def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
         # Start evaluating what this worker needs (once, in the background).
@@ -139,6 +140,7 @@ class XdistHooks:
             self.session.lost_workers.append(
                 f"pytest-xdist worker {node.gateway.id} was lost ({error})"
             )
+            self.session.worker_lost(str(node.workerinput["workerid"]))
 
 
 # --- results for users' own tests ----------------------------------------------------------

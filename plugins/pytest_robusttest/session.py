@@ -16,13 +16,17 @@ is then evaluated, but the reports still cover the selected cases only). A selec
 that pytest never judged (a lost xdist worker, ``-x``, Ctrl-C) makes the run incomplete,
 with the reason, so the exit code and every report agree.
 
-With pytest-xdist the controller owns evaluation. It hands each worker the plan (through
-``node.workerinput``) and a folder to exchange files in; every worker writes which cases
-its selected items need when its collection finishes; the controller evaluates those,
-once, in a background thread (xdist's own loop keeps running, so a worker lost meanwhile
-is handled as xdist handles any crash), and saves each RunResult there as JSON. Workers
-wait for and read those files, so ``-n 2`` does no duplicate work and gives the numbers
-of ``-n 0``.
+With pytest-xdist the workers evaluate and the controller merges (xdist_shards.py). The
+controller hands each worker the plan (through ``node.workerinput``) and a folder to
+exchange files in; every worker writes which cases its selected items need when its
+collection finishes; the controller plans those cases' shards, once, and waits for them
+in a background thread (xdist's own loop keeps running, so a worker lost meanwhile is
+handled as xdist handles any crash). A worker whose item needs the result runs unclaimed
+shards until none is left; the controller merges their outcomes, computes the statistics
+and the gallery once, and saves the RunResult as JSON for the workers' items to judge
+from. So ``-n 2`` does no duplicate work, splits the evaluation across the workers and
+gives the numbers of ``-n 0``. With ``--robust-backend ray`` the shards run on Ray
+instead and the workers only wait.
 
 Nothing is lost: the reports are written at session finish whatever happened, marked
 incomplete after Ctrl-C (the JUnit XML too: a testsuite property and one error testcase);
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import shutil
 import tempfile
@@ -80,8 +85,12 @@ EXIT_CODES_HELP = (
 RUN_NODEID = "robusttest::robusttest-run"  # the JUnit error testcase of an interrupted run
 
 if TYPE_CHECKING:
+    from pytest_robusttest.xdist_shards import ShardWorker
     from robusttest.data import Dataset
+    from robusttest.engine import EngineOptions, Evaluator
+    from robusttest.engine.shards import ShardExecutor
     from robusttest.models import ModelRunner
+    from robusttest.progress import ProgressListener
     from robusttest.results import RunResult
     from robusttest.suite import Suite
 
@@ -209,6 +218,9 @@ class RobustSession:
         self._pool: ThreadPoolExecutor | None = None  # the xdist controller's evaluation
         self._pending: list[Future[None]] = []
         self._stop = threading.Event()
+        self.n_workers = 1  # xdist workers (the controller learns it as they are configured)
+        self._workers_gone = threading.Event()  # set at session end: no worker claims a shard
+        self._shard_workers: dict[str, ShardWorker] = {}  # a worker's side, per pair
 
     # --- hooks -------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -390,7 +402,10 @@ class RobustSession:
             return
         from robusttest.report import ReportsInterrupted
 
-        self.finish_evaluation()
+        self.finish_evaluation(
+            interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED
+            or bool(session.shouldstop or session.shouldfail)
+        )
         combined = self.combined(session)
         if combined is not None:
             _junit_suite_properties(self.config, combined)
@@ -532,8 +547,16 @@ class RobustSession:
                 )
         return planned
 
-    def _load(self, model: Path, ref: str | None) -> _Loaded:
-        """Model, suite (variant picked by the model's task; overrides applied) and data."""
+    def _load(
+        self,
+        model: Path,
+        ref: str | None,
+        *,
+        device: str | None = None,
+        threads: int | None = None,
+    ) -> _Loaded:
+        """Model, suite (variant picked by the model's task; overrides applied) and data
+        (``device``: default --device; ``threads``: the model's CPU threads)."""
         from robusttest.engine import prepare
         from robusttest.errors import ModelError
 
@@ -546,7 +569,8 @@ class RobustSession:
             model,
             ref,
             data_root=s.data,
-            device=s.device,
+            device=s.device if device is None else device,
+            threads=threads,
             seed=s.seed,
             repeats=s.repeats,
             limit=s.limit,
@@ -639,7 +663,7 @@ class RobustSession:
         return f"{ms.model.name} on suite {ms.suite_name}"
 
     def _evaluate(self, key: str, *, in_thread: bool = False) -> None:
-        from robusttest.engine import EngineOptions, evaluate
+        from robusttest.engine import evaluate
         from robusttest.errors import RobustTestError
 
         ms = self.model_suite(key)
@@ -648,27 +672,17 @@ class RobustSession:
             loaded = self._loaded.get(key)
             if loaded is None:  # an xdist worker without results from the controller
                 loaded = self._load(ms.model, ms.suite_ref)
-            s = self.settings
             progress = self._progress(in_thread)
-            options = EngineOptions(
-                batch_size=s.batch_size,
-                workers=s.workers,
-                lanes=s.lanes,
-                device=s.device,
-                cache=s.cache,
-                cache_dir=s.cache_dir or self._cache_dir() if s.cache else None,
-                progress=progress if progress is not None else False,
-                stop=self._stop,
-            )
             try:
                 result = evaluate(
                     loaded.runner,
                     loaded.suite,
                     loaded.dataset,
-                    options,
+                    self._engine_options(progress if progress is not None else False),
                     cases=cases,
                     selected_by=self.selection.by,
-                    frontier=s.frontier,
+                    frontier=self.settings.frontier,
+                    executor=self._executor(key, in_thread),
                 )
             finally:
                 if progress is not None:
@@ -700,6 +714,73 @@ class RobustSession:
         if self.is_worker:
             return None
         return terminal_progress(self.config, main_thread=not in_thread)
+
+    def _engine_options(self, progress: ProgressListener | bool | None = None) -> EngineOptions:
+        """``progress``: the terminal's listener, False for none (an xdist worker's shard),
+        None: a bar only when stderr is a terminal."""
+        from robusttest.engine import EngineOptions
+
+        s = self.settings
+        return EngineOptions(
+            batch_size=s.batch_size,
+            workers=s.workers,
+            lanes=s.lanes,
+            shards=s.shards,
+            device=s.device,
+            cache=s.cache,
+            cache_dir=s.cache_dir or self._cache_dir() if s.cache else None,
+            progress=progress,
+            stop=self._stop,
+        )
+
+    def _executor(self, key: str, in_thread: bool) -> ShardExecutor | None:
+        """Where the shards of a pair run: on Ray (--robust-backend ray), on the xdist
+        workers (the controller's background evaluation), else here (None)."""
+        if self.settings.backend == "ray":
+            from robusttest.engine.ray_backend import RayExecutor
+
+            return RayExecutor(self.settings.ray_address)
+        if in_thread and self.exchange_dir is not None:
+            from pytest_robusttest.xdist_shards import Exchange, XdistExecutor
+
+            exchange = Exchange(self.exchange_dir, key)
+            return XdistExecutor(exchange, self.n_workers, self._workers_gone)
+        return None
+
+    def _shard_step(self, key: str) -> bool:
+        """xdist worker: claim and run one shard of a pair the controller planned; False
+        when there is none to claim (the item then waits for the merged result)."""
+        if self.settings.backend != "local" or self.exchange_dir is None:
+            return False
+        worker = self._shard_workers.get(key)
+        if worker is None:
+            from pytest_robusttest.xdist_shards import Exchange, ShardWorker
+
+            wid = str(self.config.workerinput["workerid"])  # type: ignore[attr-defined]
+            exchange = Exchange(self.exchange_dir, key)
+            worker = ShardWorker(exchange, wid, lambda cases: self._shard_evaluator(key, cases))
+            self._shard_workers[key] = worker
+        return worker.step()
+
+    def _shard_evaluator(self, key: str, cases: list[str] | None) -> Evaluator:
+        """xdist worker: the pair's model (on ``cuda:(worker index mod GPUs)`` with --device
+        cuda; its share of the cores as lanes unless --robust-lanes says) and evaluator."""
+        import torch
+
+        from pytest_robusttest.xdist_shards import worker_index
+        from robusttest.engine import Evaluator
+        from robusttest.models import spread_device
+
+        ms = self.model_suite(key)
+        wid = str(self.config.workerinput["workerid"])  # type: ignore[attr-defined]
+        share = None
+        if self.settings.lanes is None:
+            n = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+            share = max(1, torch.get_num_threads() // max(1, n))
+        device = spread_device(self.settings.device, worker_index(wid))
+        loaded = self._load(ms.model, ms.suite_ref, device=device, threads=share)
+        options = self._engine_options()
+        return Evaluator(loaded.runner, loaded.dataset, loaded.suite, options, cases=cases)
 
     def _cache_dir(self) -> Path | None:
         # Under .pytest_cache (cleared by --cache-clear) rather than the engine's default
@@ -767,15 +848,33 @@ class RobustSession:
             with contextlib.suppress(OSError):  # the worker then waits: nothing else to do
                 _write_text(self.exchange_dir / f"{key}.error", why)
 
-    def finish_evaluation(self) -> None:
-        """Controller: wait for the background evaluation; at an interrupt, stop it first
-        (it keeps what finished and is marked incomplete, as at Ctrl-C without xdist)."""
+    def finish_evaluation(self, interrupted: bool = True) -> None:
+        """Controller: wait for the background evaluation. At an interrupt (Ctrl-C, -x)
+        stop it first (it keeps what finished and is marked incomplete, as at Ctrl-C
+        without xdist); otherwise the workers are gone, so the controller runs any shard
+        still pending itself (e.g. one a lost worker had, when no worker was left)."""
         if self._pool is None:
             return
-        if any(not f.done() for f in self._pending):
+        if interrupted and any(not f.done() for f in self._pending):
             self._stop.set()
+        self._workers_gone.set()
         self._pool.shutdown(wait=True)
         self._pool = None
+
+    def worker_lost(self, workerid: str) -> None:
+        """Controller: release the shards a lost worker claimed and never finished, so
+        another worker (or the controller, at the end) redoes them."""
+        if self.exchange_dir is None:
+            return
+        from pytest_robusttest.xdist_shards import Exchange
+
+        for ms in self.model_suites:
+            freed = Exchange(self.exchange_dir, ms.key).release(workerid)
+            if freed:
+                self.notes.append(
+                    f"{self._describe(ms.key)}: shard(s) {', '.join(map(str, freed))} of lost "
+                    f"worker {workerid} redone"
+                )
 
     def _read_provided(self, key: str) -> None:
         """Worker: wait for the controller's result (or error) of a pair, and read it."""
@@ -786,7 +885,8 @@ class RobustSession:
         result_file = self.exchange_dir / f"{key}.json"
         error_file = self.exchange_dir / f"{key}.error"
         while not (result_file.is_file() or error_file.is_file()):
-            time.sleep(0.05)
+            if not self._shard_step(key):  # meanwhile, run the shards no one has claimed
+                time.sleep(0.05)
         try:
             if result_file.is_file():
                 self._results[key] = RunResult.read(result_file)

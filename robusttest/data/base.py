@@ -515,9 +515,15 @@ class Dataset(abc.ABC):
         )
 
     def iter_samples(
-        self, workers: int = 2, on_bad_image: BadImagePolicy = "error"
+        self,
+        workers: int = 2,
+        on_bad_image: BadImagePolicy = "error",
+        records: Sequence[Record] | None = None,
     ) -> Generator[Sample, None, None]:
         """Decode the records in order, ``workers`` at a time.
+
+        ``records``: a part of ``self.records`` to decode (a shard's image range);
+        default all of them.
 
         At most ``2 * workers`` decodes are in flight, so memory stays bounded whatever
         the dataset size. An image that cannot be read: 'error' raises the DataError
@@ -533,14 +539,16 @@ class Dataset(abc.ABC):
             )
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise ConfigError(f"workers={workers!r}; give an integer >= 0")
-        return self._iter(workers, on_bad_image)
+        return self._iter(workers, on_bad_image, self.records if records is None else records)
 
-    def _iter(self, workers: int, policy: str) -> Generator[Sample, None, None]:
+    def _iter(
+        self, workers: int, policy: str, todo: Sequence[Record]
+    ) -> Generator[Sample, None, None]:
         self.skipped.clear()
         self.unreadable.clear()
         self.bit_depths.clear()
         if workers == 0:
-            for rec in self.records:
+            for rec in todo:
                 faults.checkpoint("decode")
                 try:
                     sample = self.load(rec)
@@ -553,7 +561,7 @@ class Dataset(abc.ABC):
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"robusttest-{self.name}")
         pending: deque[tuple[Record, Future[Sample]]] = deque()
         try:
-            records = iter(self.records)
+            records = iter(todo)
             while True:
                 while len(pending) < window:
                     nxt = next(records, None)

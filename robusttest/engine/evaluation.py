@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from robusttest import faults
 from robusttest import metrics as M
 from robusttest.cache import OutputCache, context_key, default_cache_dir
 from robusttest.data import Dataset, Sample
-from robusttest.data.base import BadImagePolicy
+from robusttest.data.base import BadImagePolicy, Record
 from robusttest.engine.loading import plan_cases, plan_task, select_cases
 from robusttest.errors import ConfigError, check_range
 from robusttest.gates import CLEAN
@@ -34,8 +35,12 @@ from robusttest.progress import ProgressListener
 from robusttest.results import ImageRecord
 from robusttest.suite import Suite
 
+if TYPE_CHECKING:
+    from robusttest.engine.shards import Shard
+
 # after each batch × condition × repeat: its images, and whether it was the batch's last
 ProgressFn = Callable[[int, bool], None]
+Condition = tuple[str, NoiseSpec | None, int]  # (condition, its noise or None, repeat)
 
 # Lanes hold one item each (a few float copies of its batch at native size): a batch whose
 # pixels times the lanes exceed this runs on its own instead (e.g. 16 NIH images of 1024²
@@ -58,6 +63,9 @@ class EngineOptions:
     progress: bool | ProgressListener | None = None
     gallery: int = 2  # sample images shown per condition (plus the worst case)
     lanes: int | None = None  # items in parallel, each single-threaded; None: Evaluator.lanes
+    # deterministic pieces the evaluation splits into (engine.shards); None: the backend's
+    # default (one in a single process)
+    shards: int | None = None
     # set from another thread to stop as Ctrl-C does (the result is marked incomplete)
     stop: threading.Event | None = None
 
@@ -68,6 +76,8 @@ class EngineOptions:
             raise ConfigError(f"workers: {self.workers} is not >= 0")
         if self.lanes is not None and self.lanes < 1:
             raise ConfigError(f"lanes: {self.lanes} is not >= 1; leave it unset for the default")
+        if self.shards is not None and self.shards < 1:
+            raise ConfigError(f"shards: {self.shards} is not >= 1; leave it unset for the default")
 
 
 def _same_shape_batches(samples: Iterator[Sample], size: int) -> Iterator[list[Sample]]:
@@ -113,12 +123,20 @@ class _Item:
 
 
 class _Work:
-    """One batch: its checked tensor and masks, made once and shared by its items."""
+    """One batch: its checked tensor and masks, made once and shared by its items
+    (``conditions``: the (condition, repeat) items to compute; default every one)."""
 
-    def __init__(self, evaluator: Evaluator, batch: list[Sample], cache: OutputCache | None):
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        batch: list[Sample],
+        cache: OutputCache | None,
+        conditions: Sequence[Condition] | None = None,
+    ):
         self.evaluator = evaluator
         self.batch = batch
         self.cache = cache
+        self.conditions = evaluator.conditions if conditions is None else conditions
         self.ids = [s.image_id for s in batch]
         self.spacing = [s.pixel_spacing_mm for s in batch]
         evaluator.spacing_seen.update(sp is not None for sp in self.spacing)
@@ -128,8 +146,8 @@ class _Work:
 
     def items(self) -> Iterator[_Item]:
         ev, cache, ids = self.evaluator, self.cache, self.ids
-        n_cond = len(ev.conditions)
-        for k, (condition, spec, repeat) in enumerate(ev.conditions):
+        n_cond = len(self.conditions)
+        for k, (condition, spec, repeat) in enumerate(self.conditions):
             ctx = ev.context(condition, spec)
             got = cache.get_many(ctx, condition, repeat, ids) if cache is not None else {}
             cached = None
@@ -205,7 +223,7 @@ class Evaluator:
         self.device = torch.device(runner.device)
         wanted = {c.condition for c in self.cases}
         self.condition_names: list[str] = [CLEAN]
-        self.conditions: list[tuple[str, NoiseSpec | None, int]] = [(CLEAN, None, 0)]
+        self.conditions: list[Condition] = [(CLEAN, None, 0)]
         for spec in suite.noise:
             if spec.slug not in wanted:
                 continue
@@ -219,6 +237,11 @@ class Evaluator:
         # seconds the model, noise and metrics took per condition (all repeats; summed over
         # lanes, so only their proportions mean something): how the run time is shared
         self.condition_seconds: defaultdict[str, float] = defaultdict(float)
+
+    def items(self) -> list[tuple[str, int]]:
+        """The (condition, repeat) items every image is evaluated under, in order: what a
+        shard plan splits (engine.shards)."""
+        return [(c, r) for c, _, r in self.conditions]
 
     def spacing_known(self) -> bool | None:
         """True when every image evaluated had a known pixel spacing, False when none had,
@@ -385,34 +408,57 @@ class Evaluator:
         threads = getattr(self.runner, "threads", None)
         return max(1, threads if threads is not None else torch.get_num_threads())
 
-    def iter_samples(self) -> Iterator[Sample]:
-        """The dataset's images decoded, under the suite's bad-image policy."""
+    def iter_samples(self, records: Sequence[Record] | None = None) -> Iterator[Sample]:
+        """The dataset's images decoded (``records``: a part of them), under the suite's
+        bad-image policy."""
         # 'error': every unreadable image is collected, the run goes on, and the
         # pipeline lists them all and fails the run (one bad file is not all of them)
         policy: BadImagePolicy = "skip" if self.suite.data.on_bad_image == "skip" else "collect"
-        return self.dataset.iter_samples(workers=self.options.workers, on_bad_image=policy)
+        return self.dataset.iter_samples(
+            workers=self.options.workers, on_bad_image=policy, records=records
+        )
 
     def records(
-        self, progress: ProgressFn | None = None, samples: Sequence[Sample] | None = None
+        self,
+        progress: ProgressFn | None = None,
+        samples: Sequence[Sample] | None = None,
+        shard: Shard | None = None,
     ) -> Iterator[ImageRecord]:
         """Stream per-image records, every condition and repeat, in batch order.
 
         ``samples``: images already decoded (``iter_samples``), for a caller that runs
-        several passes over a small dataset; None decodes them.
+        several passes over a small dataset; None decodes them. ``shard``: only its image
+        range and its (condition, repeat) items (engine.shards); default the whole
+        evaluation.
         With several lanes, torch runs single-threaded (``torch.set_num_threads(1)``) until
         the stream ends or is closed: work the consumer does between records runs so too.
         """
         opts = self.options
+        todo = self.dataset.records
+        conditions: list[Condition] = self.conditions
+        if shard is not None:
+            todo = todo[shard.start : shard.stop]
+            wanted = set(shard.items)
+            conditions = [c for c in self.conditions if (c[0], c[2]) in wanted]
+            if len(conditions) != len(wanted):
+                raise ConfigError(
+                    f"shard {shard.index}: items {sorted(wanted - set(self.items()))} are not "
+                    "evaluated by this selection; plan the shards from this evaluator's items()"
+                )
         cache = OutputCache(opts.cache_dir or default_cache_dir()) if opts.cache else None
         try:
-            images = self.iter_samples() if samples is None else iter(samples)
+            if samples is None:
+                images = self.iter_samples(todo)
+            else:
+                images = iter(samples if shard is None else samples[shard.start : shard.stop])
             batches = _same_shape_batches(images, opts.batch_size)
             lanes = self.lanes()
             if lanes <= 1:
                 for batch in batches:
-                    yield from _Work(self, batch, cache).run_here(self.runner, progress)
+                    work = _Work(self, batch, cache, conditions)
+                    yield from work.run_here(self.runner, progress)
             else:
-                yield from self._lane_records(batches, cache, lanes, progress)
+                yield from self._lane_records(batches, cache, lanes, progress, conditions)
         finally:
             if cache is not None:
                 self.cache_problem = cache.problem
@@ -424,6 +470,7 @@ class Evaluator:
         cache: OutputCache | None,
         lanes: int,
         progress: ProgressFn | None,
+        conditions: Sequence[Condition],
     ) -> Iterator[ImageRecord]:
         make_single = getattr(self.runner, "single_threaded", None)
         runner: ModelRunner = make_single() if callable(make_single) else self.runner
@@ -443,7 +490,7 @@ class Evaluator:
 
         try:
             for batch in batches:
-                work = _Work(self, batch, cache)
+                work = _Work(self, batch, cache, conditions)
                 if sum(s.image.size for s in batch) * lanes > LANE_MAX_PIXELS:
                     # large images: one item at a time, torch on every thread, so memory
                     # stays that of one item (noise at native size holds a few batch copies)

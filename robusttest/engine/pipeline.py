@@ -10,6 +10,7 @@ Images that cannot be read are collected, not fatal at the first: under
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import os
@@ -37,8 +38,16 @@ from robusttest.engine.frontier import (
 )
 from robusttest.engine.gallery import make_gallery
 from robusttest.engine.loading import plan_cases, plan_task, prepare
+from robusttest.engine.shards import (
+    LocalExecutor,
+    ShardExecutor,
+    ShardOutcome,
+    auto_count,
+    merge_outcomes,
+    plan_shards,
+)
 from robusttest.engine.summary import adjust_p_values, iter_cases
-from robusttest.errors import DataError, RobustTestError
+from robusttest.errors import ConfigError, DataError, RobustTestError
 from robusttest.gates import CLEAN
 from robusttest.models import ModelRunner
 from robusttest.progress import Progress, ProgressListener, tqdm_bar
@@ -84,7 +93,9 @@ class _Tracker:
 
     def advance(self, n: int, batch_done: bool) -> None:
         self.units_done += n
-        self.done += n if batch_done else 0
+        # an image counts once its batch's last item is done; with a shard per group of
+        # conditions it is done in several shards, so the count stops at the total
+        self.done = min(self.total, self.done + (n if batch_done else 0))
         self.report()
 
     def case(self, total: int) -> None:
@@ -288,6 +299,7 @@ def evaluate(
     cases: Collection[str] | None = None,
     selected_by: str | None = None,
     frontier: bool = False,
+    executor: ShardExecutor | None = None,
 ) -> RunResult:
     """Evaluate an already loaded model on an opened dataset.
 
@@ -299,6 +311,12 @@ def evaluate(
 
     Failure frontiers (``engine.frontier``) are searched for those the suite's
     ``frontier:`` asks for, and with ``frontier`` for every gated (metric, target, family).
+
+    The evaluation is split into ``options.shards`` shards (engine.shards; default: the
+    executor's plan) that ``executor`` runs (default: here, one after another; a Ray
+    cluster with ``engine.ray_backend.RayExecutor``); their records are merged here, then
+    the statistics, the gallery and the provenance are computed once. The numbers do not
+    depend on the shards or where they ran.
 
     Ctrl-C during the evaluation, the statistics or the gallery, and bad input met on the
     way (an unreadable image, a model output with NaN), end in a RunResult that keeps
@@ -314,25 +332,42 @@ def evaluate(
     listener, close = _listener(options.progress)
     label = f"{runner.path.name} × {suite.name}"
     tracker = _Tracker(listener, label, len(dataset), ev) if listener is not None else None
+    executor = executor or LocalExecutor()
     stop = _Stop()
-    records: list[ImageRecord] = []
+    outcomes: list[ShardOutcome] = []
     try:
+        count = options.shards or auto_count(len(dataset), executor.slots(ev), options.batch_size)
+        shards = plan_shards(len(dataset), ev.items(), count, align=options.batch_size)
         if tracker is not None:
             tracker.report()
-        for rec in ev.records(tracker.advance if tracker is not None else None):
-            records.append(rec)
-            if options.stop is not None and options.stop.is_set():
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        stop.interrupt("evaluation")
-    except RobustTestError as exc:  # e.g. NaN outputs: the model's problem, not the image's
-        stop.fail("evaluation", str(exc))
+        try:
+            advance = tracker.advance if tracker is not None else None
+            with contextlib.closing(executor.run(ev, shards, advance)) as stream:
+                for outcome in stream:
+                    outcomes.append(outcome)
+                    if outcome.interrupted or outcome.error is not None:
+                        break
+        except KeyboardInterrupt:
+            stop.interrupt("evaluation")
+        finally:
+            close()
     finally:
-        close()
+        executor.close()
+    t_merge = time.perf_counter()
+    warn = not executor.shows_warnings
+    merged = merge_outcomes(ev, shards, outcomes, warn_skipped=warn)
+    if merged.interrupted:
+        stop.interrupt("evaluation")
+    if merged.error is not None:
+        stop.fail("evaluation", merged.error)
+    elif merged.missing and not stop.stopped:  # the executor stopped before every shard
+        stop.interrupt("evaluation")
+    records = merged.records
     if stop.stopped:
         records = _complete_images(records, len(ev.conditions))
     records.sort(key=lambda r: (r.image_id, r.condition, r.repeat))
     t_eval = time.perf_counter() - t0
+    seconds_merge = time.perf_counter() - t_merge
 
     errors: list[str] = [] if stop.error is None else [stop.error]
     problem: str | None = None  # one line: why the cases are not judged
@@ -467,6 +502,14 @@ def evaluate(
         "batch_size": options.batch_size,
         "workers": options.workers,
         "lanes": ev.lanes(),
+        "shards": {
+            "backend": executor.name,
+            "count": merged.total,
+            "done": merged.done,
+            "seconds": merged.seconds,
+            "where": sorted({w for w in merged.where if w is not None}),
+            "seconds_merge": round(seconds_merge, 3),
+        },
         "cache": bool(options.cache) and ev.cache_problem is None,
         "error": "interrupted" if stop.interrupted else (stop.error or problem),
         "errors": errors,
@@ -535,6 +578,9 @@ def run(
     cases: Collection[str] | None = None,
     frontier: bool = False,
     gates: Sequence[GateOverride | str] = (),
+    shards: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> RunResult:
     """Evaluate ``model`` under ``suite`` (default: chosen from the model card's task).
 
@@ -547,6 +593,10 @@ def run(
     (``["dice.max_drop=0.05", "gaussian:dice.max_drop=0.2"]``). ``progress``: a listener
     called with each ``robusttest.progress.Progress``, or whether to show a tqdm bar
     (None: when stderr is a terminal).
+
+    ``shards``: split the evaluation into that many shards (engine.shards); ``backend``:
+    where they run, ``local`` (here) or ``ray`` (a Ray cluster at ``ray_address``; see
+    docs/scale.md). Neither changes a number either.
 
     >>> result = robusttest.run("fixtures/models/lungs_tinyunet.onnx")  # doctest: +SKIP
     >>> result.passed, result.counts()                                  # doctest: +SKIP
@@ -572,6 +622,30 @@ def run(
         progress=progress,
         gallery=gallery,
         lanes=lanes,
+        shards=shards,
     )
     by = "robusttest.run(cases=...)" if cases is not None else None
-    return evaluate(runner, s, dataset, options, cases=cases, selected_by=by, frontier=frontier)
+    executor = executor_for(backend, ray_address)
+    return evaluate(
+        runner,
+        s,
+        dataset,
+        options,
+        cases=cases,
+        selected_by=by,
+        executor=executor,
+        frontier=frontier,
+    )
+
+
+def executor_for(backend: str, address: str | None = None) -> ShardExecutor | None:
+    """The executor of a backend name (None: the local one, the default)."""
+    if backend == "ray":
+        from robusttest.engine.ray_backend import RayExecutor
+
+        return RayExecutor(address)
+    if backend != "local":
+        raise ConfigError(f"backend: {backend!r} is not a backend; use local or ray")
+    if address is not None:
+        raise ConfigError("ray_address: only applies with backend='ray'")
+    return None

@@ -23,7 +23,7 @@ from robusttest.models.card import (
     card_fields_from_metadata,
     card_from_any,
 )
-from robusttest.models.devices import resolve_device
+from robusttest.models.devices import resolve_device, spread_device
 from robusttest.models.export import export_onnx, save_pt2, save_torchscript, write_atomic
 from robusttest.models.files import (
     ModelFormat,
@@ -62,6 +62,7 @@ __all__ = [
     "resolve_device",
     "save_pt2",
     "save_torchscript",
+    "spread_device",
     "stored_card_fields",
     "write_atomic",
 ]

@@ -39,3 +39,15 @@ def resolve_device(device: str) -> str:
             )
         return f"cuda:{idx}"
     raise ConfigError(f"device {device!r} is not allowed; use auto, cpu, cuda or cuda:N")
+
+
+def spread_device(device: str, index: int) -> str:
+    """The device of the ``index``-th of several processes sharing one machine (pytest-xdist
+    workers): ``cuda``, and ``auto`` where torch sees a GPU, become ``cuda:(index mod the
+    GPU count)``; anything else (``cpu``, an explicit ``cuda:N``) is kept."""
+    d = device.strip().lower()
+    if d == "cuda" or (d == "auto" and torch.cuda.is_available()):
+        count = torch.cuda.device_count()
+        if count > 0:
+            return f"cuda:{index % count}"
+    return device

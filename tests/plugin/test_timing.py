@@ -29,7 +29,9 @@ def _check(times: dict[str, float], results: Path) -> None:
     assert set(shares) == set(times)
     # the items' own setup and call add a few milliseconds each to their share
     assert sum(times.values()) == pytest.approx(total, abs=0.3 + 0.1 * total)
-    assert max(times.values()) < 0.6 * sum(times.values())  # the first case no longer holds it
+    # the first case no longer holds it all: every case gets a share (under xdist a
+    # condition's share includes its worker's first-call warm-up, so no fixed proportion)
+    assert all(t > 0.02 * total for t in times.values())
     for case_id, t in times.items():
         assert t == pytest.approx(shares[case_id], abs=0.2)
 

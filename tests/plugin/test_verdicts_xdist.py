@@ -1,6 +1,11 @@
 """Issue 14, point 8: a worker lost during evaluation: the run says incomplete in JSON, HTML
 and JUnit, with the reason (it used to end in INTERNALERROR while the JSON said
-``completed: true``). Likewise any selected case pytest never judged (-x)."""
+``completed: true``). Likewise any selected case pytest never judged (-x).
+
+Issue 17: the workers run the evaluation's shards. A lost worker's shards are redone by
+another worker (or the controller), so the numbers are those of ``-n 0``; the items it was
+running still count as never judged, so the run is still incomplete.
+"""
 
 from __future__ import annotations
 
@@ -12,41 +17,30 @@ from plugin_helpers import Models, small, suite_yaml
 
 pytest.importorskip("xdist")
 
-# A worker notes its pid when its first item's setup starts (it then waits for the
-# controller's result); the controller kills that worker while it evaluates (at its second
-# batch).
+# The first worker to reach a shard's second item kills itself (SIGKILL, once per run, as
+# on an out-of-memory kill): mid-shard, while the item that needed the result runs.
 KILL_CONFTEST = """
-import os, signal, time
+import os, signal
 from pathlib import Path
 
-import pytest
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item):
-    wid = os.environ.get("PYTEST_XDIST_WORKER")
-    marker = Path(item.config.rootpath, "running.pid")
-    if wid and not marker.exists():
-        marker.write_text(str(os.getpid()))
-
 def pytest_configure(config):
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     import robusttest.engine.evaluation as E
 
     orig = E._Work.emit
-    seen = []
+    marker = Path(str(config.rootpath), "killed")
 
     def emit(self, item, scored):
-        if self not in seen:
-            seen.append(self)
-            if len(seen) == 2:
-                marker = Path(config.rootpath, "running.pid")
-                for _ in range(400):
-                    if marker.exists() and marker.read_text():
-                        break
-                    time.sleep(0.05)
-                os.kill(int(marker.read_text()), signal.SIGKILL)
-                time.sleep(1.0)
+        if item.condition != "clean":
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.write(fd, os.environ["PYTEST_XDIST_WORKER"].encode())
+                os.close(fd)
+                os.kill(os.getpid(), signal.SIGKILL)
         yield from orig(self, item, scored)
 
     E._Work.emit = emit
@@ -89,6 +83,19 @@ def test_xdist_worker_lost_during_evaluation_makes_the_run_incomplete(
     assert "crashed" in props["robusttest_incomplete"]
     assert props["robusttest_summary"].startswith("INCOMPLETE: 3 cases")
     result.stdout.fnmatch_lines(["seg.onnx × tiny: *INCOMPLETE: 3 cases*"])
+    # the lost worker's shard was redone: the numbers are those of -n 0
+    assert (project.path / "killed").read_text().startswith("gw")
+    result.stdout.fnmatch_lines(["*shard(s) * of lost worker gw* redone*"])
+    assert doc["run"]["shards"] == {**doc["run"]["shards"], "count": 2, "done": 2}
+    serial = project.runpytest_subprocess(
+        *small(models.seg, "--robust-batch-size=2", "--robust-no-cache"),
+        "-n",
+        "0",
+        "--robust-json=n0.json",
+    )
+    serial.assert_outcomes(passed=3)
+    n0 = json.loads((project.path / "n0.json").read_text())
+    assert n0["records"] == doc["records"] and n0["cases"] == doc["cases"]
 
 
 def test_xdist_a_selected_case_pytest_never_ran_makes_the_run_incomplete(
