@@ -34,7 +34,7 @@ test: lint
 # The paper replication: train the zoo (resumable), run the grid, write docs/replication.md.
 replicate: setup
 	$(BIN)/robusttest zoo train --data $(DATA)
-	$(BIN)/robusttest zoo replicate --data $(DATA)
+	$(BIN)/robusttest zoo replicate --data $(DATA) --frontier
 
 # Re-train the committed fixture models (seeded).
 fixtures: setup

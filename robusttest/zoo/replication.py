@@ -330,13 +330,14 @@ def claims(results: dict[str, RunResult], zoo_metrics: dict[str, Any] | None = N
     ]
     if rel_seg and rel_cls:
         ms, mc = float(np.median(rel_seg)), float(np.median(rel_cls))
-        verdict = "agrees" if ms > mc else "does not agree"
+        verdict = "agree" if ms > mc else "do not agree"
         sizes = sorted({(c.target, c.n) for c in sev if c.metric == "auroc"})
         out.append(
             f"- **Segmentation more brittle than classification**: median relative drop at the "
             f"severe Gaussian/Poisson levels {ms:.1%} (Dice, {len(rel_seg)} cases) vs "
-            f"{mc:.1%} (headline AUROC, {len(rel_cls)} cases); ours {verdict} (the section "
-            "on the finding above compares them with CIs). The classifiers' CIs are wide ("
+            f"{mc:.1%} (headline AUROC, {len(rel_cls)} cases): the medians alone "
+            f"{verdict}; whether the difference is beyond noise is the finding's question above "
+            "(with CIs, on the TB task). The classifiers' CIs are wide ("
             + ", ".join(f"{t}: {n} images" for t, n in sizes)
             + ")."
         )
