@@ -47,7 +47,7 @@ import time
 import traceback
 from collections.abc import Generator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -764,7 +764,7 @@ class RobustSession:
 
     def _shard_evaluator(self, key: str, cases: list[str] | None) -> Evaluator:
         """xdist worker: the pair's model (on ``cuda:(worker index mod GPUs)`` with --device
-        cuda; its share of the cores as lanes unless --robust-lanes says) and evaluator."""
+        cuda; its share of the cores, as lanes unless --robust-lanes says) and evaluator."""
         import torch
 
         from pytest_robusttest.xdist_shards import worker_index
@@ -773,13 +773,14 @@ class RobustSession:
 
         ms = self.model_suite(key)
         wid = str(self.config.workerinput["workerid"])  # type: ignore[attr-defined]
-        share = None
-        if self.settings.lanes is None:
-            n = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
-            share = max(1, torch.get_num_threads() // max(1, n))
+        # its share of the cores for everything (the model, torch, decoding): N workers
+        # each using every core would oversubscribe them (measured: 1.5x slower than -n 0)
+        n = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+        share = max(1, torch.get_num_threads() // max(1, n))
         device = spread_device(self.settings.device, worker_index(wid))
         loaded = self._load(ms.model, ms.suite_ref, device=device, threads=share)
-        options = self._engine_options()
+        base = self._engine_options(False)
+        options = replace(base, threads=share, workers=min(base.workers, share))
         return Evaluator(loaded.runner, loaded.dataset, loaded.suite, options, cases=cases)
 
     def _cache_dir(self) -> Path | None:

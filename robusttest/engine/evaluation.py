@@ -446,6 +446,7 @@ class Evaluator:
                     "evaluated by this selection; plan the shards from this evaluator's items()"
                 )
         cache = OutputCache(opts.cache_dir or default_cache_dir()) if opts.cache else None
+        restore: int | None = None  # torch's thread count to restore, when capped here
         try:
             if samples is None:
                 images = self.iter_samples(todo)
@@ -454,12 +455,20 @@ class Evaluator:
             batches = _same_shape_batches(images, opts.batch_size)
             lanes = self.lanes()
             if lanes <= 1:
+                # options.threads caps torch's threads too (the noise, the resizing): a
+                # process sharing the cores with others (an xdist worker) must not
+                # oversubscribe them
+                if opts.threads is not None and opts.threads < torch.get_num_threads():
+                    restore = torch.get_num_threads()
+                    torch.set_num_threads(opts.threads)
                 for batch in batches:
                     work = _Work(self, batch, cache, conditions)
                     yield from work.run_here(self.runner, progress)
             else:
                 yield from self._lane_records(batches, cache, lanes, progress, conditions)
         finally:
+            if restore is not None:
+                torch.set_num_threads(restore)
             if cache is not None:
                 self.cache_problem = cache.problem
                 cache.close()
