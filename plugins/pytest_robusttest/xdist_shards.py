@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from robusttest.engine.shards import Shard, ShardOutcome, run_shard
+from robusttest.engine.shards import Shard, ShardOutcome, report_done, run_shard
 from robusttest.errors import RobustTestError
 from robusttest.fsutil import atomic_write_text
 
@@ -152,9 +152,7 @@ class XdistExecutor:
                     if outcome is None:
                         continue
                     shard = pending.pop(index)
-                    if progress is not None:  # one call per item, as a local shard makes
-                        for k in range(len(shard.items)):
-                            progress(shard.n_images, k == len(shard.items) - 1)
+                    report_done(progress, shard)
                     yield outcome
                 time.sleep(POLL_S)
         finally:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from robusttest.engine.shards import Shard, ShardOutcome, run_shard
+from robusttest.engine.shards import Shard, ShardOutcome, report_done, run_shard
 from robusttest.errors import RobustTestError
 from robusttest.extras import require_extra
 
@@ -215,9 +215,7 @@ class RayExecutor:
                             f"{shard.describe()} failed on Ray after {self.max_retries} "
                             f"retries: {type(exc).__name__}: {first}",
                         )
-                    if progress is not None:  # one call per item, as a local shard makes
-                        for k in range(len(shard.items)):
-                            progress(shard.n_images, k == len(shard.items) - 1)
+                    report_done(progress, shard)
                     yield outcome
         finally:
             for ref in pending:

@@ -188,6 +188,14 @@ def _here() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def report_done(progress: ProgressFn | None, shard: Shard) -> None:
+    """Tell ``progress`` of a shard that finished elsewhere, one call per item as a shard
+    run here makes (the last one completes its images)."""
+    if progress is not None:
+        for k in range(len(shard.items)):
+            progress(shard.n_images, k == len(shard.items) - 1)
+
+
 def run_shard(ev: Evaluator, shard: Shard, progress: ProgressFn | None = None) -> ShardOutcome:
     """Evaluate one shard in this process and return its outcome.
 

@@ -201,20 +201,26 @@ def stored_card_fields(path: str | os.PathLike[str]) -> dict[str, Any]:
     return with_sidecar(embedded_card_fields(path), path)
 
 
+def _onnx_graph(p: Path) -> Any:
+    """The ONNX model's graph and metadata, without external weights; a ModelError when
+    the file is not ONNX."""
+    import onnx
+
+    try:
+        return onnx.load(str(p), load_external_data=False)
+    except Exception as exc:
+        raise ModelError(
+            f"{p}: not a readable ONNX model ({type(exc).__name__}: {exc}); "
+            "give an .onnx, TorchScript or .pt2 file"
+        ) from None
+
+
 def embedded_card_fields(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The card fields stored inside the model file itself (no sidecar)."""
     p = Path(path)
     fmt = detect_format(p)
     if fmt == "onnx":
-        import onnx
-
-        try:
-            proto = onnx.load(str(p), load_external_data=False)
-        except Exception as exc:
-            raise ModelError(
-                f"{p}: not a readable ONNX model ({type(exc).__name__}: {exc}); "
-                "give an .onnx, TorchScript or .pt2 file"
-            ) from None
+        proto = _onnx_graph(p)
         metadata = {m.key: m.value for m in proto.metadata_props}
         return card_fields_from_metadata(metadata, source=p)
     members = _zip_members(p)
@@ -229,16 +235,8 @@ def embedded_card_fields(path: str | os.PathLike[str]) -> dict[str, Any]:
 def onnx_input_dims(path: str | os.PathLike[str]) -> tuple[str, list[int | None]]:
     """The name and dimensions of an ONNX model's image input (None: a dynamic axis),
     read from the graph without loading the weights."""
-    import onnx
-
     p = Path(path)
-    try:
-        proto = onnx.load(str(p), load_external_data=False)
-    except Exception as exc:
-        raise ModelError(
-            f"{p}: not a readable ONNX model ({type(exc).__name__}: {exc}); "
-            "give an .onnx, TorchScript or .pt2 file"
-        ) from None
+    proto = _onnx_graph(p)
     weights = {t.name for t in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in weights]
     if len(inputs) != 1:

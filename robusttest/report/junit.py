@@ -104,6 +104,13 @@ def suite_properties(result: RunResult, suite_name: str | None = None) -> list[t
     return out
 
 
+def _failing(tc: ET.Element, verdict: str, message: str, text: str) -> None:
+    """A testcase's <failure> (a gate failed) or <error> (not judged)."""
+    tag, kind = ("failure", GATE_FAILURE_TYPE) if verdict == "fail" else ("error", CASE_ERROR_TYPE)
+    el = ET.SubElement(tc, tag, message=message, type=kind)
+    el.text = text
+
+
 @register_renderer
 class JUnitRenderer(Renderer):
     name = "junit"
@@ -155,15 +162,7 @@ class JUnitRenderer(Renderer):
                 for k, v in case_properties(c, gate_sources(result, c)).items():
                     ET.SubElement(cp, "property", name=k, value=v)
                 if c.verdict in FAILING:
-                    tag, kind = (
-                        ("failure", GATE_FAILURE_TYPE)
-                        if c.verdict == "fail"
-                        else ("error", CASE_ERROR_TYPE)
-                    )
-                    el = ET.SubElement(
-                        tc, tag, message=(c.message or c.verdict).split("\n")[0], type=kind
-                    )
-                    el.text = c.message
+                    _failing(tc, c.verdict, (c.message or c.verdict).split("\n")[0], c.message)
                 elif c.verdict == UNINFORMATIVE:  # reported apart: not a pass, not a failure
                     ET.SubElement(tc, "skipped", message=c.message.split("\n")[0])
             for f in fs:  # a failure frontier: its numbers, failing when its requirement does
@@ -174,13 +173,7 @@ class JUnitRenderer(Renderer):
                 for k, v in f.properties().items():
                     ET.SubElement(cp, "property", name=k, value=v)
                 if f.verdict in FAILING:
-                    tag, kind = (
-                        ("failure", GATE_FAILURE_TYPE)
-                        if f.verdict == "fail"
-                        else ("error", CASE_ERROR_TYPE)
-                    )
-                    el = ET.SubElement(tc, tag, message=f.message, type=kind)
-                    el.text = f.message
+                    _failing(tc, f.verdict, f.message, f.message)
             if extra:
                 lines = [summary_line(result), *run_errors(result)]
                 tc = ET.SubElement(
